@@ -1,0 +1,147 @@
+"""Load a Hugging Face transformer and its tokenizer: hub id, local folder or ``.gguf`` file.
+
+The pad-token policy lives here: a tokenizer without a pad token gets its EOS token as pad
+(SGPT's choice, SPEC 1.2), decided by the tokenizer itself, never by the model's name.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+
+from sgpt.utils.io import atomic_dir
+
+logger = logging.getLogger("sgpt.model")
+
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+          "float16": torch.float16, "fp16": torch.float16}
+
+
+def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    """Map ``"float32" | "bfloat16" | "float16"`` (or short forms, or a torch dtype) to a torch dtype.
+
+    Raises:
+        ValueError: unknown name.
+    """
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype: unknown value {dtype!r}; expected one of {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def find_gguf(path: Path) -> Path | None:
+    """The GGUF file named by ``path``, or the single ``.gguf`` file in a folder without ``config.json``."""
+    if path.is_file() and path.suffix == ".gguf":
+        return path
+    if path.is_dir() and not (path / "config.json").exists():
+        files = sorted(path.glob("*.gguf"))
+        if len(files) == 1:
+            return files[0]
+        if len(files) > 1:
+            raise ValueError(f"{path}: several .gguf files ({', '.join(f.name for f in files)}); name one of them")
+    return None
+
+
+def _load_gguf(file: Path, dtype: torch.dtype) -> tuple[nn.Module, PreTrainedTokenizerBase]:
+    """Dequantise a GGUF checkpoint into a plain (saveable) transformers model."""
+    logger.info("loading GGUF %s (dequantised to %s); `sgpt convert-gguf` makes later loads fast", file, dtype)
+    tokenizer = AutoTokenizer.from_pretrained(file.parent, gguf_file=file.name)
+    gguf_model = AutoModel.from_pretrained(file.parent, gguf_file=file.name, dtype=dtype)
+    config = gguf_model.config
+    # A GGUF-loaded model refuses save_pretrained(); rebuild it without the quantization config.
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModel.from_config(config, dtype=dtype)
+    model.load_state_dict(gguf_model.state_dict())
+    return model, tokenizer
+
+
+def set_pad_token(tokenizer: PreTrainedTokenizerBase) -> None:
+    """Give ``tokenizer`` a pad token if it has none: EOS, else UNK (SPEC 1.2, decided by the tokenizer).
+
+    Raises:
+        ValueError: the tokenizer has neither a pad, an EOS nor an UNK token.
+    """
+    if tokenizer.pad_token is not None:
+        return
+    for name in ("eos_token", "unk_token"):
+        token = getattr(tokenizer, name)
+        if token is not None:
+            tokenizer.pad_token = token
+            logger.info("tokenizer has no pad token: using its %s %r (id %d)", name, token, tokenizer.pad_token_id)
+            return
+    raise ValueError("tokenizer has no pad, EOS or UNK token; set tokenizer.pad_token before building a BiEncoder")
+
+
+def load_backbone(
+    name_or_path: str | Path,
+    *,
+    dtype: str | torch.dtype | None = None,
+    subfolder: str = "",
+) -> tuple[nn.Module, PreTrainedTokenizerBase]:
+    """Load a transformer (``AutoModel``, no LM head) and its tokenizer.
+
+    Args:
+        name_or_path: a hub id, a local folder, a ``.gguf`` file, or a folder holding one ``.gguf`` file.
+        dtype: weight dtype (default float32; GGUF weights are dequantised to it).
+        subfolder: folder inside ``name_or_path`` holding the transformer (asymmetric towers).
+
+    Returns:
+        ``(model, tokenizer)``; the tokenizer always has a pad token.
+
+    Raises:
+        OSError: the path or hub id cannot be found (from transformers).
+    """
+    torch_dtype = resolve_dtype(dtype)
+    path = Path(name_or_path) / subfolder if subfolder else Path(name_or_path)
+    gguf = find_gguf(path) if path.exists() else None
+    if gguf is not None:
+        model, tokenizer = _load_gguf(gguf, torch_dtype)
+    else:
+        src = str(path) if path.exists() else str(name_or_path)
+        kwargs = {} if path.exists() or not subfolder else {"subfolder": subfolder}
+        tokenizer = AutoTokenizer.from_pretrained(src, **kwargs)
+        model = AutoModel.from_pretrained(src, dtype=torch_dtype, **kwargs)
+    set_pad_token(tokenizer)
+    return model, tokenizer
+
+
+def convert_gguf(file: str | Path, out: str | Path) -> Path:
+    """Write a GGUF checkpoint as a plain safetensors model folder (exact round trip, fast reloads).
+
+    Args:
+        file: the ``.gguf`` file.
+        out: the folder to write (replaced atomically if it exists).
+
+    Returns:
+        ``Path(out)``.
+
+    Raises:
+        ValueError: ``file`` is not a GGUF file.
+    """
+    src = Path(file)
+    gguf = find_gguf(src) if src.exists() else None
+    if gguf is None:
+        raise ValueError(f"{file}: not a .gguf file (or a folder holding exactly one)")
+    model, tokenizer = _load_gguf(gguf, torch.float32)
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    return Path(out)
+
+
+def max_length_of(model: nn.Module, tokenizer: PreTrainedTokenizerBase) -> int:
+    """Longest input the model accepts: the tokenizer's ``model_max_length`` when set, else the
+    model's ``max_position_embeddings`` (many decoder tokenizers leave the former unset)."""
+    limit = getattr(tokenizer, "model_max_length", None)
+    if limit is not None and limit < 1_000_000:
+        return int(limit)
+    config = getattr(model, "config", None) or AutoConfig.for_model("gpt2")
+    return int(getattr(config, "max_position_embeddings", 512))

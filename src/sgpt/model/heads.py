@@ -1,0 +1,67 @@
+"""Dense layers before or after pooling (SGPT ``--addxlinear``, ``--linearthenpool``, ``--useact``; SPEC 1.7).
+
+Saved exactly like sentence-transformers' ``Dense`` module (``config.json`` + ``model.safetensors``
+with ``linear.weight``/``linear.bias``), so stock sentence-transformers loads them; a layer
+before pooling is written with ``module_input_name = "token_embeddings"``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from torch import Tensor, nn
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"identity": nn.Identity, "gelu": nn.GELU, "tanh": nn.Tanh, "relu": nn.ReLU}
+_ST_NAMES = {cls: f"torch.nn.modules.{'linear' if cls is nn.Identity else 'activation'}.{cls.__name__}"
+             for cls in ACTIVATIONS.values()}
+
+
+def activation_from_string(name: str) -> str:
+    """Map a stored activation (``"gelu"`` or ``"torch.nn.modules.activation.GELU"``) to our short name.
+
+    Raises:
+        ValueError: an activation other than identity, GELU, tanh or ReLU.
+    """
+    short = name.rsplit(".", 1)[-1].lower()
+    if short not in ACTIVATIONS:
+        raise ValueError(f"Dense: unsupported activation_function {name!r}; expected one of {', '.join(ACTIVATIONS)}")
+    return short
+
+
+class Dense(nn.Module):
+    """``y = act(W x + b)`` applied to the sentence embedding (``position="after"``) or to every
+    token embedding before pooling (``position="before"``).
+
+    Args:
+        in_features: input size ``d_in``.
+        out_features: output size ``d_out``.
+        bias: learn ``b`` (SGPT sets False under BitFit so the head is not a hidden bias).
+        activation: ``identity | gelu | tanh | relu``.
+        position: ``after`` pooling (shape ``[b, d_in] -> [b, d_out]``) or ``before``
+            (``[b, s, d_in] -> [b, s, d_out]``).
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, bias: bool = True, activation: str = "identity",
+                 position: Literal["before", "after"] = "after") -> None:
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"Dense: unknown activation {activation!r}; expected one of {', '.join(ACTIVATIONS)}")
+        if position not in ("before", "after"):
+            raise ValueError(f"Dense: position must be 'before' or 'after' pooling, got {position!r}")
+        self.in_features, self.out_features, self.activation, self.position = in_features, out_features, activation, position
+        self.linear = nn.Linear(in_features, out_features, bias=bias)
+        self.act = ACTIVATIONS[activation]()
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[..., d_in] -> [..., d_out]``."""
+        return self.act(self.linear(x))
+
+    def st_config(self) -> dict:
+        """The sentence-transformers ``Dense`` config for this layer."""
+        return {
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "bias": self.linear.bias is not None,
+            "activation_function": _ST_NAMES[ACTIVATIONS[self.activation]],
+            "module_input_name": "token_embeddings" if self.position == "before" else "sentence_embedding",
+        }
