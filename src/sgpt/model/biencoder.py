@@ -223,11 +223,12 @@ class BiEncoder(nn.Module):
         return out.numpy() if convert_to == "numpy" else out
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | Path) -> Path:
-        """Write a sentence-transformers folder (atomically); see ``sgpt.model.folder``."""
+    def save(self, path: str | Path, *, keep: Sequence[str] = ()) -> Path:
+        """Write a sentence-transformers folder (atomically; ``keep``: entries of an existing folder
+        to carry over, such as training logs); see ``sgpt.model.folder``."""
         from sgpt.model.folder import save_folder
 
-        return save_folder(self, path)
+        return save_folder(self, path, keep=keep)
 
     @classmethod
     def load(cls, name_or_path: str | Path, **kwargs) -> BiEncoder:

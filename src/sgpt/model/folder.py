@@ -16,6 +16,7 @@ Layout written by ``save_folder`` (stock sentence-transformers 2.x–6.x loads i
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -87,14 +88,16 @@ def _load_dense(folder: Path, position: str) -> Dense:
     return head
 
 
-def save_folder(model: BiEncoder, path: str | Path) -> Path:
+def save_folder(model: BiEncoder, path: str | Path, *, keep: Sequence[str] = ()) -> Path:
     """Save ``model`` as a sentence-transformers folder, atomically (temp folder, then rename).
+
+    Entries of an existing folder named in ``keep`` (training logs) are carried over.
 
     Returns:
         ``Path(path)``.
     """
     modules = [{"idx": 0, "name": "0", "path": "", "type": ST + "Transformer"}]
-    with atomic_dir(path) as tmp:
+    with atomic_dir(path, keep) as tmp:
         model.backbone.save_pretrained(tmp, safe_serialization=True)
         model.tokenizer.save_pretrained(tmp)
         write_json(tmp / "sentence_bert_config.json",

@@ -7,18 +7,20 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | Path) -> Iterator[Path]:
+def atomic_dir(path: str | Path, keep: Sequence[str] = ()) -> Iterator[Path]:
     """Yield a temporary folder next to ``path``; on success it replaces ``path`` by renames.
 
     The old folder (if any) is moved aside first and deleted only after the new one is in
     place, so at every instant either the old or the new complete folder exists under a
     known name. On an exception the temporary folder is removed and ``path`` is untouched.
+    Entries of the old folder named in ``keep`` (e.g. training logs) that the new folder does
+    not write are moved over into it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -29,6 +31,9 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     old = None
+    for name in keep:
+        if (path / name).exists() and not (tmp / name).exists():
+            os.replace(path / name, tmp / name)
     if path.exists():
         old = path.parent / f".{path.name}.old-{os.getpid()}"
         shutil.rmtree(old, ignore_errors=True)

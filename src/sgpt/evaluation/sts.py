@@ -1,0 +1,203 @@
+"""STS evaluation: correlate embedding similarities with gold similarity scores (SPEC 2.1, 3.2).
+
+Thin glue around :mod:`sgpt.evaluation.metrics`: encode, score, correlate, write. Reproduces what SGPT's
+training scripts got from sentence-transformers' ``EmbeddingSimilarityEvaluator`` (ST 2.1: all four
+similarity functions, ``main_similarity=None``), so the dev-selection score is ``spearman_max`` and the
+published STS-B number is ``spearman_cosine``.
+
+Key naming differs from ST 6.2 on purpose: ST 6.2 prefixes every key with the evaluator name
+(``"{name}_spearman_cosine"``) when one is given, reports only the model's own similarity function
+(usually cosine, and then no ``*_max`` keys) unless ``similarity_fn_names`` lists all four, and adds
+``pearson_max`` next to ``spearman_max``. Here keys are never prefixed and all four functions are
+always computed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from sgpt.evaluation.metrics import paired_scores, pearson, spearman
+
+__all__ = ["Encoder", "SIMILARITIES", "sts_scores", "evaluate_sts", "write_sts_results", "append_csv_row"]
+
+SIMILARITIES = ("cosine", "dot", "euclidean", "manhattan")
+
+
+class Encoder(Protocol):
+    """Anything that embeds a list of texts (e.g. ``sgpt``'s bi-encoder, or an adapter around ST)."""
+
+    def encode(
+        self, texts: list[str], batch_size: int = ..., normalize: bool = ..., show_progress: bool = ...
+    ) -> np.ndarray:
+        """Embed ``texts`` → float32 array of shape [len(texts), d], in input order."""
+        ...
+
+
+def sts_scores(emb1: np.ndarray, emb2: np.ndarray, gold: Sequence[float]) -> dict[str, float]:
+    """Pearson and Spearman correlation of four pair similarities with gold scores.
+
+    For each similarity s in (cosine, dot, euclidean, manhattan) — see
+    :func:`~sgpt.evaluation.metrics.paired_scores`; distances are negated — computes
+    ``pearson_{s} = pearson(s(emb1, emb2), gold)`` and ``spearman_{s}`` likewise (rank correlation,
+    average ranks for ties), as ST's ``EmbeddingSimilarityEvaluator`` does. Gold scale does not matter
+    (correlations are invariant to positive affine maps; SGPT divides STS-B gold by 5).
+
+    Args:
+        emb1: embeddings of the first sentences, shape [n, d], float32 or float64.
+        emb2: embeddings of the second sentences, shape [n, d].
+        gold: gold similarity of each pair, length n.
+
+    Returns:
+        ``{pearson_cosine, spearman_cosine, pearson_dot, spearman_dot, pearson_euclidean,
+        spearman_euclidean, pearson_manhattan, spearman_manhattan}`` as Python floats, plus
+        ``spearman_max`` (the largest of the four Spearman values ignoring NaN, SGPT's dev-selection score,
+        SPEC 2.1; NaN only if all four are NaN) and ``n_pairs`` (int). A correlation is NaN when the
+        similarity is constant over all pairs.
+
+    Raises:
+        ValueError: on shape mismatch, fewer than 2 pairs, or NaN/inf in embeddings or gold.
+    """
+    gold_arr = np.asarray(gold, dtype=np.float64)
+    n = np.shape(emb1)[0] if np.ndim(emb1) >= 1 else 0
+    if gold_arr.ndim != 1 or gold_arr.shape[0] != n:
+        raise ValueError(f"gold must have one score per pair: got shape {gold_arr.shape} for {n} pairs")
+    sims = paired_scores(emb1, emb2)
+    results: dict[str, float] = {}
+    for name in SIMILARITIES:
+        results[f"pearson_{name}"] = pearson(sims[name], gold_arr)
+        results[f"spearman_{name}"] = spearman(sims[name], gold_arr)
+    spearmans = [results[f"spearman_{name}"] for name in SIMILARITIES]
+    finite = [v for v in spearmans if not math.isnan(v)]
+    # Plain max() over NaNs depends on order; a constant similarity (e.g. all-equal dot) must not win.
+    results["spearman_max"] = max(finite) if finite else float("nan")
+    results["n_pairs"] = n
+    return results
+
+
+def evaluate_sts(
+    model: Encoder,
+    sentences1: Sequence[str],
+    sentences2: Sequence[str],
+    gold: Sequence[float],
+    *,
+    batch_size: int = 32,
+    show_progress: bool = False,
+) -> dict[str, float]:
+    """Encode sentence pairs with ``model`` and score them with :func:`sts_scores`.
+
+    Every distinct sentence of both sides is encoded once (first-occurrence order), without
+    normalisation (dot/Euclidean/Manhattan depend on the raw norms, as in ST's evaluator), then
+    gathered back into the two [n, d] sides.
+
+    Args:
+        model: object with ``encode(texts, batch_size=, normalize=, show_progress=)`` returning a float
+            array of shape [len(texts), d].
+        sentences1: first sentence of each pair, length n.
+        sentences2: second sentence of each pair, length n.
+        gold: gold similarity of each pair, length n (any scale).
+        batch_size: passed to ``model.encode``.
+        show_progress: passed to ``model.encode``.
+
+    Returns:
+        The dict of :func:`sts_scores`.
+
+    Raises:
+        ValueError: if the three inputs differ in length, there are fewer than 2 pairs, or
+            ``model.encode`` returns an array of the wrong shape.
+    """
+    n = len(sentences1)
+    if len(sentences2) != n or len(gold) != n:
+        raise ValueError(
+            f"sentences1, sentences2 and gold must have equal length, got {n}, {len(sentences2)}, {len(gold)}"
+        )
+    if n < 2:
+        raise ValueError(f"a correlation needs at least 2 pairs, got {n}")
+    index = {text: i for i, text in enumerate(dict.fromkeys([*sentences1, *sentences2]))}
+    unique = list(index)
+    emb = np.asarray(model.encode(unique, batch_size=batch_size, normalize=False, show_progress=show_progress))
+    if emb.ndim != 2 or emb.shape[0] != len(unique):
+        raise ValueError(f"model.encode returned shape {emb.shape} for {len(unique)} texts; expected [n, d]")
+    emb1 = emb[[index[s] for s in sentences1]]  # [n, d]
+    emb2 = emb[[index[s] for s in sentences2]]  # [n, d]
+    return sts_scores(emb1, emb2, gold)
+
+
+def _json_safe(value: Any) -> Any:
+    """NumPy scalars → Python numbers; NaN/inf → None (strict JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_sts_results(results: dict, path: str | Path) -> None:
+    """Write a results dict as indented JSON, atomically.
+
+    The JSON goes to a temporary file in the destination folder, which then replaces ``path`` with
+    ``os.replace`` (atomic on POSIX), so a reader never sees a half-written file. Parent folders are
+    created. NumPy scalars become plain numbers; NaN/inf become ``null``.
+
+    Args:
+        results: e.g. the output of :func:`evaluate_sts`; may nest dicts/lists.
+        path: destination file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(_json_safe(results), indent=2, allow_nan=False) + "\n"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def append_csv_row(path: str | Path, row: dict) -> None:
+    """Append one row to a CSV file, writing the header (``row``'s keys, in order) if the file is new.
+
+    Used to log dev evaluations over training (one row per evaluation), like ST's
+    ``similarity_evaluation_sts-dev_results.csv``. Not atomic. Parent folders are created.
+
+    Args:
+        path: CSV file.
+        row: column name → value; for an existing file the keys must equal its header (any order).
+
+    Raises:
+        ValueError: if the file exists with a header whose columns differ from ``row``'s keys.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields = [str(k) for k in row]
+    values = {str(k): v for k, v in row.items()}
+    header: list[str] | None = None
+    if path.exists() and path.stat().st_size > 0:
+        with path.open(newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f), None)
+    if header is not None and set(header) != set(fields):
+        raise ValueError(
+            f"{path}: row columns {sorted(fields)} differ from the file header {header}; "
+            "write to a new file or pass the same columns"
+        )
+    with path.open("a", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=header or fields)
+        if header is None:
+            writer.writeheader()
+        writer.writerow(values)

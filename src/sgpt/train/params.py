@@ -1,0 +1,79 @@
+"""Which parameters train: freezing, BitFit (SPEC 1.6) and the AdamW parameter groups (SPEC 1.11)."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+
+logger = logging.getLogger("sgpt.train")
+
+
+def apply_freezing(model: nn.Module, *, freeze: bool = False, freezenonbias: bool = False,
+                   unfreeze_wte: bool = False) -> tuple[int, int]:
+    """Freeze the transformer backbone of ``model`` (its dense heads always train).
+
+    ``freeze``: every backbone parameter is frozen. ``freezenonbias`` (BitFit, Ben Zaken et al.
+    2021, used by SGPT, arXiv 2202.08904 section 3.2): only backbone parameters whose name
+    contains ``bias`` train; both flags together equal ``freezenonbias``. ``unfreeze_wte`` also
+    keeps the token embeddings trainable.
+
+    Args:
+        model: a ``BiEncoder`` (anything with a ``backbone`` attribute).
+
+    Returns:
+        ``(trainable, total)`` parameter counts.
+
+    Raises:
+        ValueError: BitFit asked on a backbone without bias tensors (e.g. LLaMA-family models
+            such as SmolLM2), which would train nothing.
+    """
+    backbone = model.backbone
+    if freezenonbias:
+        biases = [name for name, _ in backbone.named_parameters() if "bias" in name]
+        if not biases:
+            kind = getattr(getattr(backbone, "config", None), "model_type", type(backbone).__name__)
+            raise ValueError(
+                f"--freezenonbias (BitFit) trains only bias tensors, but this {kind} backbone has none "
+                "(LLaMA-family models such as SmolLM2 have no biases), so nothing would train. "
+                "Alternatives: full fine-tuning (drop --freezenonbias), --freeze with extra dense layers, "
+                "or LoRA via peft.")
+    if freeze or freezenonbias:
+        embeddings = backbone.get_input_embeddings() if unfreeze_wte else None
+        keep = {id(p) for p in embeddings.parameters()} if embeddings is not None else set()
+        for name, p in backbone.named_parameters():
+            p.requires_grad = (freezenonbias and "bias" in name) or id(p) in keep
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    logger.info("trainable parameters: %d of %d (%.4f%%)", trainable, total, 100.0 * trainable / max(total, 1))
+    return trainable, total
+
+
+def _no_decay_ids(model: nn.Module) -> set[int]:
+    """Ids of biases and of normalisation-layer weights (LayerNorm, RMSNorm, ...)."""
+    ids = set()
+    for module in model.modules():
+        is_norm = "norm" in type(module).__name__.lower()
+        for name, p in module.named_parameters(recurse=False):
+            if is_norm or "bias" in name:
+                ids.add(id(p))
+    return ids
+
+
+def adamw(model: nn.Module, *, lr: float, weight_decay: float = 0.01, eps: float = 1e-6) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters: decay ``weight_decay`` except biases and norm weights
+    (SPEC 1.11: betas 0.9/0.999, eps 1e-6). Frozen parameters are left out of the optimizer.
+
+    Raises:
+        ValueError: no parameter is trainable.
+    """
+    no_decay = _no_decay_ids(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("nothing to train: every parameter is frozen")
+    groups = [
+        {"params": [p for p in params if id(p) not in no_decay], "weight_decay": weight_decay},
+        {"params": [p for p in params if id(p) in no_decay], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, eps=eps, betas=(0.9, 0.999))
