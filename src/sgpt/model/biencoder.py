@@ -160,17 +160,18 @@ class BiEncoder(nn.Module):
 
     @contextlib.contextmanager
     def _inference(self, precision: str | None) -> Iterator[None]:
-        """eval mode + inference_mode (+ autocast), restoring the caller's train/eval state."""
-        was_training = self.training
-        self.eval()
-        dtype = resolve_dtype(precision) if precision else None
+        """eval mode + inference_mode (+ autocast), restoring every module's own train/eval flag."""
+        dtype = resolve_dtype(precision) if precision else None  # validate before touching any state
         autocast = (torch.autocast(self.device.type, dtype=dtype)
                     if dtype is not None and dtype != torch.float32 else contextlib.nullcontext())
+        modes = [(m, m.training) for m in self.modules()]
+        self.eval()
         try:
             with torch.inference_mode(), autocast:
                 yield
         finally:
-            self.train(was_training)
+            for m, flag in modes:  # not self.train(flag): that would overwrite a mixed per-module state
+                m.training = flag
 
     def encode(
         self,

@@ -76,4 +76,7 @@ def adamw(model: nn.Module, *, lr: float, weight_decay: float = 0.01, eps: float
         {"params": [p for p in params if id(p) not in no_decay], "weight_decay": weight_decay},
         {"params": [p for p in params if id(p) in no_decay], "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, eps=eps, betas=(0.9, 0.999))
+    # The fused kernel is the same update as the default one, several times faster on CPU and GPU.
+    fused = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.bfloat16) for p in params)
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, eps=eps, betas=(0.9, 0.999),
+                             fused=fused or None)
