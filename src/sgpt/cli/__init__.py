@@ -1,0 +1,49 @@
+"""The ``sgpt`` command: argument parsing only; every command calls the library."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from sgpt.cli.encode import add_convert_gguf, add_encode
+from sgpt.cli.evaluate import add_eval_sts
+from sgpt.cli.train import add_train_nli
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``sgpt`` argument parser."""
+    parser = argparse.ArgumentParser(prog="sgpt", description="Train, evaluate and use SGPT-style bi-encoders.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train a bi-encoder").add_subparsers(dest="task", required=True)
+    add_train_nli(train)
+    evaluate = sub.add_parser("eval", help="evaluate a bi-encoder").add_subparsers(dest="task", required=True)
+    add_eval_sts(evaluate)
+    add_encode(sub)
+    add_convert_gguf(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sgpt`` console script; returns the exit status.
+
+    User errors (bad data, bad flags, missing files) print one clear line and exit with 2.
+    """
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("transformers", "accelerate", "urllib3", "filelock", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, OSError) as e:
+        if args.verbose:
+            raise
+        print(f"sgpt: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,15 @@
+"""The ``sgpt`` command: argument parsing only; every command calls the library."""
+
+from __future__ import annotations
+
+import argparse
+
+from sgpt.model.pooling import POOLING_MODES
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """Flags shared by commands that load a model for inference."""
+    p.add_argument("--pooling", choices=POOLING_MODES, default=None, help="pooling mode (default: the saved one, else mean)")
+    p.add_argument("--max-seq-length", type=int, default=None, help="truncate inputs to this many tokens")
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default=None, help="weight dtype (default float32)")
+    p.add_argument("--batch-size", type=int, default=32)

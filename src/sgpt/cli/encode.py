@@ -1,0 +1,84 @@
+"""The ``sgpt`` command: argument parsing only; every command calls the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from sgpt.cli.common import add_model_args
+
+
+def add_encode(sub) -> None:
+    p = sub.add_parser("encode", help="embed texts into a .npy file")
+    p.add_argument("model")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--text", action="append", help="a text to embed (repeatable)")
+    src.add_argument("--input", help="a .txt file (one text per line) or .jsonl file (see --field)")
+    p.add_argument("--field", default="text", help="jsonl field holding the text")
+    p.add_argument("--output", required=True, help=".npy file to write, float32 [n, d]")
+    p.add_argument("--normalize", action="store_true", help="L2-normalise the vectors")
+    p.add_argument("--precision", choices=["float32", "bfloat16"], default=None, help="bfloat16 = autocast")
+    add_model_args(p)
+    p.set_defaults(func=_run_encode)
+
+
+def read_texts(path: str, field: str) -> list[str]:
+    """Texts of a .txt file (one per line) or a .jsonl file (``field`` of each object).
+
+    Raises:
+        ValueError: invalid JSON or a missing/non-string field, naming file and line.
+    """
+    texts = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not path.endswith(".jsonl"):
+                texts.append(line.rstrip("\n"))
+                continue
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)[field]
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: invalid JSON ({e.msg})") from e
+            except (KeyError, TypeError) as e:
+                raise ValueError(f"{path}:{lineno}: field {field!r} missing") from e
+            if not isinstance(value, str):
+                raise ValueError(f"{path}:{lineno}: field {field!r} is not a string")
+            texts.append(value)
+    return texts
+
+
+def _run_encode(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    import sgpt
+
+    texts = args.text or read_texts(args.input, args.field)
+    model = sgpt.load(args.model, pooling=args.pooling, max_seq_length=args.max_seq_length, dtype=args.dtype)
+    emb = model.encode(texts, batch_size=args.batch_size, normalize=args.normalize, show_progress=True,
+                       precision=args.precision)
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp.npy")
+    np.save(tmp, emb)
+    tmp.replace(out)
+    print(f"wrote {emb.shape[0]} x {emb.shape[1]} float32 to {out}")
+    return 0
+
+
+def add_convert_gguf(sub) -> None:
+    p = sub.add_parser("convert-gguf", help="write a .gguf checkpoint as a plain safetensors folder")
+    p.add_argument("file", help=".gguf file")
+    p.add_argument("out", help="folder to write")
+    p.set_defaults(func=_run_convert_gguf)
+
+
+def _run_convert_gguf(args: argparse.Namespace) -> int:
+    from sgpt.model.backbone import convert_gguf
+
+    convert_gguf(args.file, args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+

@@ -1,0 +1,37 @@
+"""The ``sgpt`` command: argument parsing only; every command calls the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from sgpt.cli.common import add_model_args
+
+
+def add_eval_sts(sub) -> None:
+    p = sub.add_parser("sts", help="Spearman/Pearson of cosine, dot, Euclidean, Manhattan on an STS set")
+    p.add_argument("model", help="saved bi-encoder folder, backbone folder, hub id or .gguf file")
+    p.add_argument("--data", required=True, help="STS-B folder/file, STS12-16 year folder or SICK file")
+    p.add_argument("--split", default="test")
+    p.add_argument("--output", help="write the scores as JSON here")
+    add_model_args(p)
+    p.set_defaults(func=_run_eval_sts)
+
+
+def _run_eval_sts(args: argparse.Namespace) -> int:
+    import sgpt
+    from sgpt.data import read_sts
+    from sgpt.evaluation.sts import evaluate_sts
+    from sgpt.utils.io import write_json
+
+    data = read_sts(args.data, split=args.split)
+    model = sgpt.load(args.model, pooling=args.pooling, max_seq_length=args.max_seq_length, dtype=args.dtype)
+    scores = evaluate_sts(model, data.sentences1, data.sentences2, data.scores, batch_size=args.batch_size,
+                          show_progress=True)
+    result = {"model": str(args.model), "data": str(args.data), "split": args.split, **scores}
+    print(json.dumps(result, indent=2))
+    if args.output:
+        write_json(args.output, result)
+    return 0
+
+

@@ -1,0 +1,66 @@
+"""The ``sgpt`` command: argument parsing only; every command calls the library."""
+
+from __future__ import annotations
+
+import argparse
+
+from sgpt.model.pooling import POOLING_MODES
+
+
+def add_train_nli(sub) -> None:
+    p = sub.add_parser("nli", help="train on NLI triplets with MultipleNegativesRankingLoss, score on STS",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", required=True, help="hub id, folder, .gguf file or saved bi-encoder")
+    p.add_argument("--pooling", choices=POOLING_MODES, default="weightedmean")
+    p.add_argument("--train-data", action="append", required=True,
+                   help="NLI file/folder (SNLI/MultiNLI jsonl, AllNLI.tsv.gz, SentEval, SICK), triplet "
+                        "jsonl/csv/tsv or hub dataset name; repeatable")
+    p.add_argument("--dev-data", help="STS set (e.g. STS-B folder) whose dev split picks the best checkpoint")
+    p.add_argument("--test-data", help="STS set scored on its test split after training (default: --dev-data)")
+    p.add_argument("--eval-before", action="store_true", help="also score the untrained model on the test split")
+    p.add_argument("--output", required=True, help="folder for the trained model and logs")
+    p.add_argument("--max-steps", type=int, default=None, help="optimizer steps (default: one epoch)")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-5)
+    p.add_argument("--max-seq-length", type=int, default=75)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--warmup-ratio", type=float, default=0.1)
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
+    p.add_argument("--eval-steps", type=int, default=None, help="dev evaluation interval (default: 10%% of steps)")
+    p.add_argument("--eval-batch-size", type=int, default=64)
+    p.add_argument("--micro-batch-size", type=int, default=32,
+                   help="texts per forward pass inside a batch, grouped by length (speed only)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16 = autocast")
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default=None, help="weight dtype")
+    p.add_argument("--freeze", action="store_true", help="freeze the transformer (only added heads train)")
+    p.add_argument("--freezenonbias", action="store_true", help="BitFit: train only bias tensors")
+    p.add_argument("--skip-bad-rows", action="store_true", help="skip malformed data rows (the count is reported)")
+    p.add_argument("--log-with", action="append", default=[], choices=["wandb", "tensorboard"],
+                   help="experiment tracker (repeatable)")
+    p.set_defaults(func=_run_train_nli)
+
+
+def _run_train_nli(args: argparse.Namespace) -> int:
+    from sgpt.train.config import TrainConfig
+    from sgpt.train.nli import train_nli
+
+    cfg = TrainConfig(
+        output=args.output, batch_size=args.batch_size, lr=args.lr, epochs=args.epochs, max_steps=args.max_steps,
+        warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, grad_accum=args.grad_accum, seed=args.seed,
+        precision=args.precision, micro_batch_size=args.micro_batch_size, eval_steps=args.eval_steps,
+        eval_batch_size=args.eval_batch_size, log_with=tuple(args.log_with),
+    )
+    results = train_nli(
+        args.model, args.train_data, cfg, pooling=args.pooling, max_seq_length=args.max_seq_length,
+        dev_data=args.dev_data, test_data=args.test_data, eval_before=args.eval_before, freeze=args.freeze,
+        freezenonbias=args.freezenonbias, skip_bad_rows=args.skip_bad_rows, dtype=args.dtype,
+    )
+    for key in ("test_before", "test_after"):
+        if results[key]:
+            print(f"{key}: spearman_cosine = {results[key]['spearman_cosine']:.4f}")
+    print(f"model saved to {args.output}")
+    return 0
+
+
