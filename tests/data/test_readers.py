@@ -7,7 +7,6 @@ import logging
 import pickle
 import sys
 import types
-from pathlib import Path
 
 import pytest
 
@@ -15,22 +14,9 @@ from sgpt.data import DataFormatError, NLIPair, read_training_data, read_triplet
 from sgpt.data.readers import hub_rows_to_examples, load_hub_dataset
 from sgpt.data.readers_io import iter_lines
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DATA = REPO_ROOT.parent / "shared" / "data"
+from data_helpers import DATA, REPO_ROOT, need_data, write  # noqa: F401
 
 
-def write(path: Path, content: str | bytes) -> Path:
-    """Write text or bytes; gzip-compress when the name ends with .gz."""
-    data = content.encode("utf-8") if isinstance(content, str) else content
-    path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
-    return path
-
-
-def need_data(*parts: str) -> Path:
-    path = DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"{path} is not available")
-    return path
 
 
 # ------------------------------------------------------------------------------------------- DataFormatError

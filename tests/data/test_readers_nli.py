@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import gzip
 import logging
 from pathlib import Path
 
@@ -11,8 +10,7 @@ import pytest
 
 from sgpt.data import DataFormatError, NLIPair, detect_nli_layout, read_nli_pairs
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DATA = REPO_ROOT.parent / "shared" / "data"
+from data_helpers import DATA, REPO_ROOT, need_data, write  # noqa: F401
 
 ALLNLI = (
     "split\tdataset\tfilename\tsentence1\tsentence2\tlabel\n"
@@ -27,18 +25,6 @@ SICK = (
 )
 
 
-def write(path: Path, content: str | bytes) -> Path:
-    """Write text or bytes; gzip-compress when the name ends with .gz."""
-    data = content.encode("utf-8") if isinstance(content, str) else content
-    path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
-    return path
-
-
-def need_data(*parts: str) -> Path:
-    path = DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"{path} is not available")
-    return path
 
 
 def senteval(folder: Path, split: str, s1: list[str], s2: list[str], labels: list[str], gz: bool = False) -> None:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
 import pytest
 
 from sgpt.data import DataFormatError, STSData, read_sts, read_sts_subsets
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DATA = REPO_ROOT.parent / "shared" / "data"
+from data_helpers import DATA, REPO_ROOT, need_data, write  # noqa: F401
 
 STSB = (
     'main-captions\tMSRvid\t2012test\t0024\t2.500\tA girl is "styling" her hair.\tA girl is brushing her hair.\n'
@@ -18,18 +16,6 @@ STSB = (
 )
 
 
-def write(path: Path, content: str | bytes) -> Path:
-    """Write text or bytes; gzip-compress when the name ends with .gz."""
-    data = content.encode("utf-8") if isinstance(content, str) else content
-    path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
-    return path
-
-
-def need_data(*parts: str) -> Path:
-    path = DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"{path} is not available")
-    return path
 
 
 # ------------------------------------------------------------------------------------------- STS-B

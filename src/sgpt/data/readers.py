@@ -7,11 +7,11 @@ in :mod:`sgpt.data.readers_sts`, shared plumbing in :mod:`sgpt.data.readers_io`.
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from sgpt.data.readers_io import BadRows, DataFormatError, check_utf8, clean_text, iter_lines, iter_nonblank
+from sgpt.data.readers_io import (BadRows, DataFormatError, clean_text, iter_lines, iter_nonblank,
+                                  parse_json_object)
 from sgpt.data.readers_nli import LABELS, NLIPair, detect_nli_layout, normalise_label, read_nli_pairs
 from sgpt.data.readers_sts import STSData, read_sts, read_sts_subsets
 
@@ -92,12 +92,7 @@ def _jsonl_triplets(path: Path, bad: BadRows) -> Iterator[tuple[int, tuple[str, 
 
 
 def _parse_json_triplet(line: str, path: Path, lineno: int) -> tuple[str, ...]:
-    try:
-        obj = json.loads(check_utf8(line, path, lineno))
-    except json.JSONDecodeError as err:
-        raise DataFormatError(path, lineno, None, f"invalid JSON ({err.msg} at column {err.colno})") from None
-    if not isinstance(obj, dict):
-        raise DataFormatError(path, lineno, None, f"expected a JSON object, got {type(obj).__name__}")
+    obj = parse_json_object(line, path, lineno)
     keys = next((k for k in _KEY_SETS if k[0] in obj), _KEY_SETS[0])
     for key in keys[:2]:
         if key not in obj:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
+import json
 import logging
 import math
 import re
@@ -205,3 +206,18 @@ def base_name(path: Path) -> str:
     name = path.name.removesuffix(".gz")
     stem, dot, _ = name.rpartition(".")
     return stem if dot else name
+
+
+def parse_json_object(line: str, path: Path, lineno: int) -> dict:
+    """One jsonl line as a dict.
+
+    Raises:
+        DataFormatError: non-UTF-8 bytes, invalid JSON, or a value that is not an object.
+    """
+    try:
+        obj = json.loads(check_utf8(line, path, lineno))
+    except json.JSONDecodeError as err:
+        raise DataFormatError(path, lineno, None, f"invalid JSON ({err.msg} at column {err.colno})") from None
+    if not isinstance(obj, dict):
+        raise DataFormatError(path, lineno, None, f"expected a JSON object, got {type(obj).__name__}")
+    return obj

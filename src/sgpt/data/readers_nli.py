@@ -17,6 +17,7 @@ from sgpt.data.readers_io import (
     BadRows,
     DataFormatError,
     check_utf8,
+    parse_json_object,
     clean_text,
     first_nonblank_line,
     iter_nonblank,
@@ -214,12 +215,7 @@ def _read_jsonl(path: Path, skip_bad_rows: bool) -> list[NLIPair]:
 
 def _parse_json_pair(line: str, path: Path, lineno: int) -> NLIPair | None:
     """Parse one jsonl line; None when the pair has no gold label."""
-    try:
-        obj = json.loads(check_utf8(line, path, lineno))
-    except json.JSONDecodeError as err:
-        raise DataFormatError(path, lineno, None, f"invalid JSON ({err.msg} at column {err.colno})") from None
-    if not isinstance(obj, dict):
-        raise DataFormatError(path, lineno, None, f"expected a JSON object, got {type(obj).__name__}")
+    obj = parse_json_object(line, path, lineno)
     keys = ("sentence1", "sentence2", "gold_label") if "sentence1" in obj else ("premise", "hypothesis", "label")
     if keys[2] not in obj and "label" in obj:
         keys = (keys[0], keys[1], "label")

@@ -1,0 +1,96 @@
+"""Encoding throughput, sgpt vs sentence-transformers, in one run (same model, batch size, precision).
+
+    python benchmarks/encode.py                      # MiniLM and SmolLM2, fp32, batch 32
+    python benchmarks/encode.py --models smollm2 --precision bfloat16
+
+Encodes the 2,758 STS-B test sentences (s1 and s2 of the 1,379 pairs) with both libraries,
+checks the embeddings agree (max abs diff), and prints tokens/s and the ratio. Both sides run
+from the same saved folder (sentence-transformers 6 would otherwise wrap SmolLM2 texts in its
+chat template). A warm-up encode of 64 texts precedes each timing. Writes
+``benchmarks/results/encode.json`` and ``encode.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common import REPO, minilm_path, smollm2_path, stsb_test_sentences
+
+
+def run(name: str, path: str, pooling: str, texts: list[str], batch: int, precision: str, repeats: int) -> dict:
+    from sentence_transformers import SentenceTransformer
+
+    import sgpt
+
+    folder = REPO / "runs" / f"bench-encode-{name}"
+    if not (folder / "modules.json").exists():
+        sgpt.load(path, pooling=pooling).save(folder)
+    dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
+    ours = sgpt.load(folder, dtype=dtype)
+    st = SentenceTransformer(str(folder), device="cpu", model_kwargs={"dtype": dtype})
+    n_tokens = sum(len(ids) for ids in ours.token_ids(texts))
+
+    def timed(fn) -> tuple[float, np.ndarray]:
+        fn(texts[:64])
+        best, out = float("inf"), None
+        for _ in range(repeats):
+            t = time.perf_counter()
+            out = fn(texts)
+            best = min(best, time.perf_counter() - t)
+        return best, np.asarray(out, dtype=np.float32)
+
+    t_ours, e_ours = timed(lambda x: ours.encode(x, batch_size=batch))
+    t_st, e_st = timed(lambda x: st.encode(x, batch_size=batch, convert_to_numpy=True))
+    diff = float(np.abs(e_ours - e_st).max())
+    cos = float(np.min(np.sum(e_ours * e_st, 1) / (np.linalg.norm(e_ours, axis=1) * np.linalg.norm(e_st, axis=1))))
+    return {"model": name, "texts": len(texts), "tokens": n_tokens, "batch_size": batch, "precision": precision,
+            "sgpt_s": t_ours, "st_s": t_st, "sgpt_tokens_per_s": n_tokens / t_ours, "st_tokens_per_s": n_tokens / t_st,
+            "speedup": t_st / t_ours, "max_abs_diff": diff, "min_cosine": cos}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", choices=["minilm", "smollm2"], default=["minilm", "smollm2"])
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
+    p.add_argument("--repeats", type=int, default=1, help="timings per side (best is kept)")
+    args = p.parse_args()
+    texts = stsb_test_sentences()
+    specs = {"minilm": (minilm_path, "mean"), "smollm2": (smollm2_path, "weightedmean")}
+    results = []
+    for name in args.models:
+        get_path, pooling = specs[name]
+        r = run(name, get_path(), pooling, texts, args.batch_size, args.precision, args.repeats)
+        results.append(r)
+        print(f"{name:8s} sgpt {r['sgpt_tokens_per_s']:8.0f} tok/s  sentence-transformers {r['st_tokens_per_s']:8.0f} "
+              f"tok/s  ratio {r['speedup']:.2f}x  max|diff| {r['max_abs_diff']:.2e}  min cos {r['min_cosine']:.6f}")
+        floor = 1 - 1e-5 if args.precision == "float32" else 0.99  # bf16 runs differ by rounding
+        assert r["min_cosine"] > floor, f"{name}: embeddings disagree (min cosine {r['min_cosine']})"
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / f"encode_{args.precision}.json").write_text(json.dumps(results, indent=2))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    x = np.arange(len(results))
+    ax.bar(x - 0.2, [r["st_tokens_per_s"] for r in results], 0.4, label="sentence-transformers", color="tab:gray")
+    ax.bar(x + 0.2, [r["sgpt_tokens_per_s"] for r in results], 0.4, label="sgpt", color="tab:blue")
+    ax.set_xticks(x, [f"{r['model']} ({r['speedup']:.2f}x)" for r in results])
+    ax.set_ylabel("tokens / s")
+    ax.set_title(f"encode STS-B test, batch {args.batch_size}, {args.precision}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / f"encode_{args.precision}.png", dpi=100)
+
+
+if __name__ == "__main__":
+    main()
