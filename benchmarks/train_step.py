@@ -72,7 +72,6 @@ def st_step_times(path, pooling, max_len, triplets, batch, steps, lr):
 
 def sgpt_step_times(path, pooling, max_len, triplets, batch, steps, lr, micro):
     """Seconds per optimizer step of sgpt's MNRL step + AdamW (first step excluded)."""
-    from accelerate import Accelerator
 
     import sgpt
     from sgpt.data import NoDuplicatesBatchSampler
@@ -82,11 +81,11 @@ def sgpt_step_times(path, pooling, max_len, triplets, batch, steps, lr, micro):
 
     model = sgpt.load(path, pooling=pooling, max_seq_length=max_len).train()
     cfg = TrainConfig(output=str(REPO / "runs" / "bench-sgpt"), batch_size=batch, lr=lr, micro_batch_size=micro)
-    acc, opt = Accelerator(cpu=True), adamw(model, lr=lr)
+    opt = adamw(model, lr=lr)
     sampler, times = NoDuplicatesBatchSampler(triplets, batch, seed=0), []
     for i, idx in zip(range(steps + 1), sampler):
         t = time.perf_counter()
-        mnrl_step(model, [triplets[j] for j in idx], cfg, acc, 1.0)
+        mnrl_step(model, [triplets[j] for j in idx], cfg, 1.0)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)

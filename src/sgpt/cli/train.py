@@ -32,14 +32,49 @@ def add_train_nli(sub) -> None:
     p.add_argument("--eval-batch-size", type=int, default=64)
     p.add_argument("--micro-batch-size", type=int, default=32,
                    help="texts per forward pass inside a batch, grouped by length (speed only)")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16 = autocast")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="bf16 = autocast (loss in float32); auto = bf16 on a GPU that supports it, else fp32")
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default=None, help="weight dtype")
     p.add_argument("--freeze", action="store_true", help="freeze the transformer (only added heads train)")
     p.add_argument("--freezenonbias", action="store_true", help="BitFit: train only bias tensors")
     p.add_argument("--skip-bad-rows", action="store_true", help="skip malformed data rows (the count is reported)")
     p.add_argument("--log-with", action="append", default=[], choices=["wandb", "tensorboard"],
                    help="experiment tracker (repeatable)")
+    add_batch_scaling_args(p)
     p.set_defaults(func=_run_train_nli)
+
+
+def chunk_size_arg(value: str) -> int | str:
+    """``--chunksize``: a positive integer or ``auto``."""
+    if value == "auto":
+        return value
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {value!r}")
+    return n
+
+
+def add_batch_scaling_args(p: argparse.ArgumentParser) -> None:
+    """GradCache and multi-process flags, shared by every training command (SPEC 1.10, 1.12)."""
+    p.add_argument("--gradcache", action="store_true",
+                   help="GradCache: gradient of the whole batch in the memory of one chunk (about 1/3 more compute)")
+    p.add_argument("--chunksize", type=chunk_size_arg, default=32,
+                   help="texts per GradCache chunk, or 'auto': the largest that fits --max-memory (printed)")
+    p.add_argument("--max-memory", default=None,
+                   help="memory budget for --chunksize auto, e.g. 16GiB (default: what the device has free)")
+    p.add_argument("--data-parallel", choices=["shard", "replicate"], default="shard",
+                   help="with several processes (torchrun / accelerate launch): shard = each optimizer step "
+                        "takes processes x batch-size examples, each process its slice; replicate = each process "
+                        "walks the whole data (SGPT's NLI script)")
+
+
+def batch_scaling_config(args: argparse.Namespace) -> dict:
+    """The ``TrainConfig`` fields of :func:`add_batch_scaling_args`."""
+    return {"gradcache": args.gradcache, "chunk_size": args.chunksize, "max_memory": args.max_memory,
+            "data_parallel": args.data_parallel}
 
 
 def _run_train_nli(args: argparse.Namespace) -> int:
@@ -50,7 +85,7 @@ def _run_train_nli(args: argparse.Namespace) -> int:
         output=args.output, batch_size=args.batch_size, lr=args.lr, epochs=args.epochs, max_steps=args.max_steps,
         warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, grad_accum=args.grad_accum, seed=args.seed,
         precision=args.precision, micro_batch_size=args.micro_batch_size, eval_steps=args.eval_steps,
-        eval_batch_size=args.eval_batch_size, log_with=tuple(args.log_with),
+        eval_batch_size=args.eval_batch_size, log_with=tuple(args.log_with), **batch_scaling_config(args),
     )
     results = train_nli(
         args.model, args.train_data, cfg, pooling=args.pooling, max_seq_length=args.max_seq_length,

@@ -136,6 +136,22 @@ def _module_kind(entry: dict, where: str) -> str:
     return kind
 
 
+def resolve_hub_folder(name: str | Path) -> Path:
+    """A local path for ``name``: itself when it exists locally; for a hub id of a
+    sentence-transformers model (one with ``modules.json``), its downloaded snapshot; otherwise
+    ``Path(name)`` unchanged, so a plain hub backbone is loaded by transformers as usual."""
+    path = Path(name)
+    if path.exists() or str(name).count("/") > 1:
+        return path
+    try:
+        from huggingface_hub import hf_hub_download, snapshot_download
+
+        hf_hub_download(str(name), "modules.json")
+        return Path(snapshot_download(str(name)))
+    except Exception:  # offline, missing repo or no modules.json: let transformers decide and report
+        return path
+
+
 def load(
     name_or_path: str | Path,
     *,
@@ -167,7 +183,7 @@ def load(
     """
     if pooling is not None:
         check_pooling_mode(pooling)
-    root = Path(name_or_path)
+    root = resolve_hub_folder(name_or_path)
     modules_file = root / "modules.json"
     if not modules_file.exists():
         backbone, tokenizer = load_backbone(name_or_path, dtype=dtype)

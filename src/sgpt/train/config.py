@@ -2,8 +2,32 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Literal
+
+DATA_PARALLEL_MODES = ("shard", "replicate")
+PRECISIONS = ("auto", "fp32", "bf16")
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_bytes(value: int | str) -> int:
+    """``"16GiB"``, ``"500MB"``, ``"1.5gb"`` or a plain number of bytes -> bytes.
+
+    Raises:
+        ValueError: not a positive size with one of the units B, KB, MB, GB, TB, KiB, MiB, GiB, TiB.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        n = value
+    else:
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(value))
+        if m is None or m.group(2).lower() not in _UNITS:
+            raise ValueError(f"max_memory: cannot read {value!r} as a size; use e.g. 16GiB, 500MB or a number of bytes")
+        n = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    if n <= 0:
+        raise ValueError(f"max_memory must be positive, got {value!r}")
+    return n
 
 
 @dataclass(frozen=True)
@@ -22,7 +46,8 @@ class TrainConfig:
         grad_accum: micro-batches per optimizer step (gradients averaged).
         max_grad_norm: gradient clipping (once per optimizer step).
         seed: seeds Python, NumPy and torch, the sampler and the triplet construction.
-        precision: ``fp32`` or ``bf16`` (autocast; the loss is computed in float32).
+        precision: ``auto`` (bf16 autocast on a GPU that supports it, else fp32), ``fp32`` or ``bf16``
+            (autocast; the loss is computed in float32).
         scale: MNRL inverse temperature (20 = temperature 0.05).
         micro_batch_size: texts per forward pass inside a batch, grouped by length to cut padding
             (a speed knob: the gradient is that of the whole batch either way).
@@ -32,6 +57,16 @@ class TrainConfig:
         log_every: print/log the running loss every this many steps.
         log_with: accelerate trackers (``wandb``, ``tensorboard``); empty = none.
         project: tracker project name.
+        gradcache: GradCache (SPEC 1.10): embed the batch chunk by chunk without a graph, cache
+            d(loss)/d(embedding), then re-embed each chunk with a graph under the same random
+            state; memory of one chunk, gradient of the whole batch.
+        chunk_size: texts per GradCache chunk, or ``"auto"``: the largest chunk that fits ``max_memory``.
+        max_memory: memory the run may use on its device for ``chunk_size="auto"`` (bytes or a size
+            such as ``"16GiB"``); default: what is in use when training starts plus what the device has free.
+        data_parallel: with several processes, ``shard`` (each optimizer step takes one global batch
+            of ``processes * batch_size`` examples, each process its own slice; an epoch has
+            ``N / (processes * batch_size)`` steps) or ``replicate`` (each process walks the
+            whole data set with its own shuffle, as SGPT's NLI script did; ``N / batch_size`` steps).
     """
 
     output: str
@@ -45,7 +80,7 @@ class TrainConfig:
     grad_accum: int = 1
     max_grad_norm: float = 1.0
     seed: int = 0
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
     scale: float = 20.0
     micro_batch_size: int | None = 32
     eval_steps: int | None = None
@@ -54,6 +89,10 @@ class TrainConfig:
     log_every: int = 1
     log_with: tuple[str, ...] = field(default_factory=tuple)
     project: str = "sgpt"
+    gradcache: bool = False
+    chunk_size: int | Literal["auto"] = 32
+    max_memory: int | str | None = None
+    data_parallel: Literal["shard", "replicate"] = "shard"
 
     def __post_init__(self) -> None:
         errors = []
@@ -68,8 +107,18 @@ class TrainConfig:
             errors.append(f"lr must be > 0, got {self.lr}")
         if not 0 <= self.warmup_ratio <= 1:
             errors.append(f"warmup_ratio must be in [0, 1], got {self.warmup_ratio}")
-        if self.precision not in ("fp32", "bf16"):
-            errors.append(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            errors.append(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.chunk_size != "auto" and (not isinstance(self.chunk_size, int) or isinstance(self.chunk_size, bool)
+                                          or self.chunk_size < 1):
+            errors.append(f"chunk_size must be an integer >= 1 or 'auto', got {self.chunk_size!r}")
+        if self.max_memory is not None:
+            try:
+                parse_bytes(self.max_memory)
+            except ValueError as e:
+                errors.append(str(e))
+        if self.data_parallel not in DATA_PARALLEL_MODES:
+            errors.append(f"data_parallel must be one of {DATA_PARALLEL_MODES}, got {self.data_parallel!r}")
         if errors:
             raise ValueError("invalid training config: " + "; ".join(errors))
 

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sgpt.train.distributed import gather_with_grad, is_distributed, local_sizes, rank
+
 
 def cosine_matrix(a: Tensor, b: Tensor) -> Tensor:
     """Cosine similarities ``[n, d] x [m, d] -> [n, m]`` (a zero row gives 0, never NaN)."""
@@ -75,3 +77,32 @@ def mnrl_from_columns(columns: list[Tensor], *, scale: float = 20.0) -> Tensor:
     if len(columns) < 2:
         raise ValueError("MultipleNegativesRankingLoss needs at least (anchor, positive) columns")
     return mnrl_loss(columns[0], torch.cat(columns[1:]), scale=scale)
+
+
+def mnrl_global(columns: list[Tensor], *, scale: float = 20.0) -> Tensor:
+    """This process's share of the MNRL of the global batch (SPEC 1.9, distributed branch).
+
+    Anchors stay local; positives and each negatives column are all-gathered with gradient and
+    concatenated as ``[all positives (rank order); all negatives_1 (rank order); ...]``; the
+    positive of local anchor ``i`` is row ``i + (local batch sizes of earlier ranks)``, correct
+    for unequal local batches (SPEC 5 item 9).
+
+    Args:
+        columns: ``k >= 2`` local tensors ``[b_r, d]`` (anchors, positives, negatives...).
+        scale: see ``mnrl_loss``.
+
+    Returns:
+        Scalar ``(b_r / B) * mean_i CE_i`` with ``B = sum_r b_r``: the shares of all processes
+        sum to the mean loss of the global batch, so gradients summed over processes equal the
+        single-process gradient of that batch. In a single process: ``mnrl_from_columns``.
+    """
+    if not is_distributed():
+        return mnrl_from_columns(columns, scale=scale)
+    if len(columns) < 2:
+        raise ValueError("MultipleNegativesRankingLoss needs at least (anchor, positive) columns")
+    columns = [c.float() for c in columns]  # gloo has no bf16 collectives; the loss is float32 anyway
+    sizes = local_sizes(columns[0].shape[0], columns[0].device)
+    candidates = torch.cat([gather_with_grad(c, sizes) for c in columns[1:]])  # [(k-1)*B, d]
+    loss = mnrl_loss(columns[0], candidates, scale=scale, label_offset=sum(sizes[: rank()]))
+    # The one place where the global batch is scaled: this rank holds b_r of the B anchors.
+    return loss * (sizes[rank()] / sum(sizes))

@@ -14,6 +14,7 @@ from sgpt.evaluation.sts import evaluate_sts
 from sgpt.model.biencoder import BiEncoder
 from sgpt.model.folder import load
 from sgpt.train.config import TrainConfig
+from sgpt.train.distributed import is_main_process
 from sgpt.train.params import apply_freezing
 from sgpt.train.trainer import fit
 from sgpt.utils.io import write_json
@@ -94,11 +95,13 @@ def train_nli(
     apply_freezing(model, freeze=freeze, freezenonbias=freezenonbias)
     test_path = test_data or dev_data
     test_eval = sts_evaluator(test_path, "test", cfg.eval_batch_size) if test_path else None
-    before = test_eval(model) if (test_eval and eval_before) else None
+    before = test_eval(model) if (test_eval and eval_before and is_main_process()) else None
     if before:
         logger.info("before training: test spearman_cosine = %.4f", before["spearman_cosine"])
     dev_eval = sts_evaluator(dev_data, "dev", cfg.eval_batch_size) if dev_data else None
     summary = fit(model, examples, cfg, evaluator=dev_eval)
+    if not is_main_process():  # evaluation and files on the main process only
+        return {"train": summary, "n_examples": len(examples), "test_before": before, "test_after": None}
     after = test_eval(load(cfg.output)) if test_eval else None
     results = {"train": summary, "n_examples": len(examples), "test_before": before, "test_after": after}
     write_json(Path(cfg.output) / "eval" / "results.json", results)
