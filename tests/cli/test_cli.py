@@ -115,3 +115,9 @@ def test_help_for_every_command(capsys):
             main(argv)
         assert e.value.code == 0
     assert "convert-gguf" in capsys.readouterr().out
+
+
+def test_missing_local_model_is_not_looked_up_on_the_hub(tmp_path, capsys):
+    code = main(["encode", str(tmp_path / "no-such-model"), "--text", "a", "--output", str(tmp_path / "e.npy")])
+    assert code == 2
+    assert f"no such model file or folder: {tmp_path / 'no-such-model'}" in _error(capsys)

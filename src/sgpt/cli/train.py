@@ -17,7 +17,8 @@ def add_train_nli(sub) -> None:
                         "jsonl/csv/tsv or hub dataset name; repeatable")
     p.add_argument("--dev-data", help="STS set (e.g. STS-B folder) whose dev split picks the best checkpoint")
     p.add_argument("--test-data", help="STS set scored on its test split after training (default: --dev-data)")
-    p.add_argument("--eval-before", action="store_true", help="also score the untrained model on the test split")
+    p.add_argument("--eval-before", action=argparse.BooleanOptionalAction, default=False,
+                   help="also score the untrained model on the test split")
     p.add_argument("--output", required=True, help="folder for the trained model and logs")
     p.add_argument("--max-steps", type=int, default=None, help="optimizer steps (default: one epoch)")
     p.add_argument("--epochs", type=int, default=1)

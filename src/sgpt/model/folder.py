@@ -141,7 +141,11 @@ def resolve_hub_folder(name: str | Path) -> Path:
     sentence-transformers model (one with ``modules.json``), its downloaded snapshot; otherwise
     ``Path(name)`` unchanged, so a plain hub backbone is loaded by transformers as usual."""
     path = Path(name)
-    if path.exists() or str(name).count("/") > 1:
+    if path.exists():
+        return path
+    if str(name).startswith((".", "/", "~")) or (path.parent != Path(".") and path.parent.is_dir()):
+        raise FileNotFoundError(f"no such model file or folder: {name}")  # a local path, not a hub id
+    if str(name).count("/") > 1:
         return path
     try:
         from huggingface_hub import hf_hub_download, snapshot_download
