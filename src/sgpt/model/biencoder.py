@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
+from sgpt.data.sampling import length_sorted_batches
 from sgpt.model.backbone import max_length_of, resolve_dtype
 from sgpt.model.heads import Dense
 from sgpt.model.pooling import check_pooling_mode, pool
@@ -147,9 +148,9 @@ class BiEncoder(nn.Module):
         padded batch. Default: all texts in one batch.
         """
         ids = self.token_ids(texts)
-        size = micro_batch_size or max(len(ids), 1)
-        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
-        parts = [self.embed_ids([ids[i] for i in order[s: s + size]]) for s in range(0, len(ids), size)]
+        batches = length_sorted_batches([len(x) for x in ids], micro_batch_size or max(len(ids), 1))
+        parts = [self.embed_ids([ids[i] for i in idx]) for idx in batches]
+        order = [i for idx in batches for i in idx]
         inverse = torch.empty(len(order), dtype=torch.long)
         inverse[torch.as_tensor(order, dtype=torch.long)] = torch.arange(len(order))
         return torch.cat(parts).index_select(0, inverse.to(self.device))  # [n, d] in input order
@@ -209,12 +210,10 @@ class BiEncoder(nn.Module):
         single = isinstance(texts, str)
         items = [texts] if single else list(texts)
         ids = self.token_ids(items)
-        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
         out = torch.zeros(len(ids), self.embedding_dim, dtype=torch.float32)
-        starts = range(0, len(order), batch_size)
+        batches = length_sorted_batches([len(x) for x in ids], batch_size)
         with self._inference(precision):
-            for start in tqdm(starts, desc="encode", unit="batch", disable=not show_progress):
-                idx = order[start: start + batch_size]
+            for idx in tqdm(batches, desc="encode", unit="batch", disable=not show_progress):
                 emb = self.embed_ids([ids[i] for i in idx]).float().cpu()
                 out[torch.as_tensor(idx, dtype=torch.long)] = emb
         if normalize:

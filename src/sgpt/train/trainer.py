@@ -23,7 +23,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from sgpt.data.sampling import NoDuplicatesBatchSampler
+from sgpt.data.sampling import NoDuplicatesBatchSampler, length_sorted_batches
 from sgpt.model.biencoder import BiEncoder
 from sgpt.train.config import TrainConfig, parse_bytes
 from sgpt.train.distributed import (
@@ -116,8 +116,8 @@ def text_embedder(model: BiEncoder, micro_batch_size: int | None, precision: str
 
 def length_order(model: BiEncoder, texts: Sequence[str]) -> list[int]:
     """Longest first, ties in input order: the order in which ``BiEncoder.embed`` cuts micro-batches."""
-    ids = model.token_ids(texts)
-    return sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+    return [i for batch in length_sorted_batches([len(x) for x in model.token_ids(texts)], max(len(texts), 1))
+            for i in batch]
 
 
 def choose_chunk_size(model: BiEncoder, embed: EmbedFn, cfg: TrainConfig) -> int:

@@ -31,14 +31,23 @@ def atomic_dir(path: str | Path, keep: Sequence[str] = ()) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     old = None
-    for name in keep:
-        if (path / name).exists() and not (tmp / name).exists():
-            os.replace(path / name, tmp / name)
     if path.exists():
         old = path.parent / f".{path.name}.old-{os.getpid()}"
         shutil.rmtree(old, ignore_errors=True)
         os.replace(path, old)
-    os.replace(tmp, path)
+        for name in keep:  # carried over from the set-aside copy, so a failure below can restore it whole
+            if (old / name).exists() and not (tmp / name).exists():
+                os.replace(old / name, tmp / name)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        if old is not None:
+            for name in keep:
+                if (tmp / name).exists() and not (old / name).exists():
+                    os.replace(tmp / name, old / name)
+            os.replace(old, path)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
