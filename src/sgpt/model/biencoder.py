@@ -183,6 +183,7 @@ class BiEncoder(nn.Module):
         convert_to: Literal["numpy", "torch"] = "numpy",
         show_progress: bool = False,
         precision: str | None = None,
+        role: str | None = None,
     ) -> np.ndarray | Tensor:
         """Embed texts for inference.
 
@@ -221,6 +222,23 @@ class BiEncoder(nn.Module):
         if single:
             out = out[0]
         return out.numpy() if convert_to == "numpy" else out
+
+    def encode_queries(self, texts: str | Sequence[str], batch_size: int = 32, normalize: bool = False,
+                       **kwargs) -> np.ndarray | Tensor:
+        """Embed search queries: like :meth:`encode`, with the model's query formatting
+        (specb/speca brackets or query prompt) and, for an asymmetric model, its query tower."""
+        return self.encode(texts, batch_size, normalize, role="query", **kwargs)
+
+    def encode_documents(self, texts: str | Sequence[str], batch_size: int = 32, normalize: bool = False,
+                         **kwargs) -> np.ndarray | Tensor:
+        """Embed documents: like :meth:`encode`, with the model's document formatting and tower."""
+        return self.encode(texts, batch_size, normalize, role="document", **kwargs)
+
+    def signature(self) -> dict:
+        """What decides the vectors besides the weights: pooling, length, formatting, dimension.
+        An index stores it and refuses a query model whose signature differs."""
+        return {"pooling": self.pooling, "max_seq_length": self.max_seq_length, "normalize": self.normalize,
+                "embedding_dim": self.embedding_dim, "do_lower_case": self.do_lower_case}
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path, *, keep: Sequence[str] = ()) -> Path:
