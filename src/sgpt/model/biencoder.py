@@ -16,6 +16,7 @@ from transformers import PreTrainedTokenizerBase
 
 from sgpt.data.sampling import length_sorted_batches
 from sgpt.model.backbone import max_length_of, resolve_dtype
+from sgpt.model.formatting import Formatter, Role, TextFormat, add_speca_tokens
 from sgpt.model.heads import Dense
 from sgpt.model.pooling import check_pooling_mode, pool
 
@@ -32,9 +33,12 @@ class BiEncoder(nn.Module):
         dense: dense layers, each marked ``position="before"`` or ``"after"`` pooling.
         normalize: L2-normalise the output (a saved ``Normalize`` module).
         do_lower_case: lower-case texts before tokenising.
+        text_format: how queries and documents are marked (specb/speca brackets, prompts; see
+            ``sgpt.model.formatting``); speca adds its four tokens to the tokenizer and backbone.
 
     Raises:
-        ValueError: unknown pooling mode, or a tokenizer without pad token.
+        ValueError: unknown pooling mode or special-token mode, a tokenizer without pad token,
+            or brackets that are not single tokens of the tokenizer.
     """
 
     def __init__(
@@ -47,6 +51,7 @@ class BiEncoder(nn.Module):
         dense: Sequence[Dense] = (),
         normalize: bool = False,
         do_lower_case: bool = False,
+        text_format: TextFormat | None = None,
     ) -> None:
         super().__init__()
         if tokenizer.pad_token_id is None:
@@ -58,6 +63,10 @@ class BiEncoder(nn.Module):
         self.dense = nn.ModuleList(dense)
         self.normalize = normalize
         self.do_lower_case = do_lower_case
+        self.text_format = text_format or TextFormat()
+        if self.text_format.special_tokens == "speca":
+            add_speca_tokens(tokenizer, backbone)
+        self.formatter = Formatter(tokenizer, self.text_format)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -75,17 +84,20 @@ class BiEncoder(nn.Module):
         return before[-1].out_features if before else int(self.backbone.config.hidden_size)
 
     # ------------------------------------------------------------------ tokenisation
-    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids of each text: stripped (and lower-cased if ``do_lower_case``), the tokenizer's own
-        special tokens added, truncated to ``max_seq_length``. No padding."""
-        cleaned = [str(t).strip() for t in texts]
+    def token_ids(self, texts: Sequence[str], role: Role | None = None) -> list[list[int]]:
+        """Token ids of each text: stripped, the role's prompt put in front, lower-cased if
+        ``do_lower_case``, then tokenised with the tokenizer's own special tokens and the role's
+        brackets (``sgpt.model.formatting.Formatter``), at most ``max_seq_length`` ids. No padding.
+
+        Args:
+            texts: ``n`` strings.
+            role: ``None`` (plain text), ``"query"`` or ``"document"``.
+        """
+        prompt = self.text_format.prompt(role)
+        cleaned = [prompt + str(t).strip() for t in texts]
         if self.do_lower_case:
             cleaned = [t.lower() for t in cleaned]
-        if not cleaned:
-            return []
-        enc = self.tokenizer(cleaned, add_special_tokens=True, truncation=True, max_length=self.max_seq_length,
-                             padding=False, return_attention_mask=False, return_token_type_ids=False)
-        return [list(ids) for ids in enc["input_ids"]]
+        return self.formatter(cleaned, role, self.max_seq_length)
 
     def collate(self, ids: Sequence[Sequence[int]]) -> dict[str, Tensor]:
         """Right-pad token ids into ``input_ids [b, s]`` and ``attention_mask [b, s]`` (1 = real token).
@@ -140,14 +152,15 @@ class BiEncoder(nn.Module):
             out = out.to(emb.dtype).index_copy(0, torch.as_tensor(nonempty, device=self.device), emb)
         return out
 
-    def embed(self, texts: Sequence[str], *, micro_batch_size: int | None = None) -> Tensor:
-        """Embed texts with gradient (training): ``[n] -> [n, d]`` in input order.
+    def embed(self, texts: Sequence[str], *, micro_batch_size: int | None = None,
+              role: Role | None = None) -> Tensor:
+        """Embed texts with gradient (training): ``[n] -> [n, d]`` in input order, formatted as ``role``.
 
         Texts are sorted by token length and run in micro-batches of ``micro_batch_size`` so
         little compute goes to padding; the result is identical (up to float rounding) to one
         padded batch. Default: all texts in one batch.
         """
-        ids = self.token_ids(texts)
+        ids = self.token_ids(texts, role)
         batches = length_sorted_batches([len(x) for x in ids], micro_batch_size or max(len(ids), 1))
         parts = [self.embed_ids([ids[i] for i in idx]) for idx in batches]
         order = [i for idx in batches for i in idx]
@@ -197,6 +210,8 @@ class BiEncoder(nn.Module):
             convert_to: ``"numpy"`` (float32 ``np.ndarray``) or ``"torch"`` (float32 CPU tensor).
             show_progress: show a tqdm bar over batches.
             precision: ``None``/``"float32"``, or ``"bfloat16"`` to run under autocast; the result is float32.
+            role: ``None`` (plain text), ``"query"`` or ``"document"``: the formatting to apply
+                (see :meth:`encode_queries`, :meth:`encode_documents`).
 
         Returns:
             ``[n, d]`` float32 embeddings (``[d]`` for a single string).
@@ -210,7 +225,7 @@ class BiEncoder(nn.Module):
             raise ValueError(f"encode: convert_to must be 'numpy' or 'torch', got {convert_to!r}")
         single = isinstance(texts, str)
         items = [texts] if single else list(texts)
-        ids = self.token_ids(items)
+        ids = self.token_ids(items, role)
         out = torch.zeros(len(ids), self.embedding_dim, dtype=torch.float32)
         batches = length_sorted_batches([len(x) for x in ids], batch_size)
         with self._inference(precision):
@@ -238,7 +253,8 @@ class BiEncoder(nn.Module):
         """What decides the vectors besides the weights: pooling, length, formatting, dimension.
         An index stores it and refuses a query model whose signature differs."""
         return {"pooling": self.pooling, "max_seq_length": self.max_seq_length, "normalize": self.normalize,
-                "embedding_dim": self.embedding_dim, "do_lower_case": self.do_lower_case}
+                "embedding_dim": self.embedding_dim, "do_lower_case": self.do_lower_case,
+                "text_format": self.text_format.to_dict()}
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path, *, keep: Sequence[str] = ()) -> Path:

@@ -11,6 +11,12 @@ Layout written by ``save_folder`` (stock sentence-transformers 2.x–6.x loads i
     {i}_Pooling/config.json          legacy boolean keys (every sentence-transformers version reads them)
     {i}_Dense/                       layers after pooling
     {i}_Normalize/                   when the model normalises
+    sgpt_format.json                 query/document formatting (specb/speca/prompts), when not plain
+
+Prompts are also written to ``config_sentence_transformers.json`` (``prompts``: ``query`` and
+``document``), so sentence-transformers' ``encode_query``/``encode_document`` apply them too.
+Brackets have no sentence-transformers equivalent (it only knows string prefixes): a stock
+sentence-transformers load of a specb/speca model embeds without them.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from safetensors.torch import load_file, save_file
 import sgpt
 from sgpt.model.backbone import load_backbone
 from sgpt.model.biencoder import BiEncoder
+from sgpt.model.formatting import TextFormat
 from sgpt.model.heads import Dense, activation_from_string
 from sgpt.model.pooling import POOLING_MODES, check_pooling_mode
 from sgpt.utils.io import atomic_dir, read_json, write_json
@@ -33,6 +40,8 @@ from sgpt.utils.io import atomic_dir, read_json, write_json
 logger = logging.getLogger("sgpt.model")
 
 ST = "sentence_transformers.models."
+FORMAT_FILE = "sgpt_format.json"
+UNSET = object()  # "keep what the folder says" for arguments where None is a real value
 # Legacy pooling keys of sentence-transformers <= 5 (SPEC 1.3) -> our mode names.
 LEGACY_POOLING_KEYS = {
     "pooling_mode_cls_token": "cls",
@@ -120,9 +129,15 @@ def save_folder(model: BiEncoder, path: str | Path, *, keep: Sequence[str] = ())
             modules.append({"idx": idx, "name": str(idx), "path": f"{idx}_Normalize", "type": ST + "Normalize"})
             (tmp / f"{idx}_Normalize").mkdir()
         write_json(tmp / "modules.json", modules)
+        fmt = model.text_format
+        if not fmt.is_plain:
+            write_json(tmp / FORMAT_FILE, fmt.to_dict())
+        prompts = {k: v for k, v in (("query", fmt.query_prompt), ("document", fmt.document_prompt)) if v}
         write_json(tmp / "config_sentence_transformers.json", {
             "__version__": {"sgpt": sgpt.__version__, "transformers": transformers.__version__,
                             "pytorch": torch.__version__},
+            "prompts": prompts,
+            "default_prompt_name": None,
             "similarity_fn_name": "cosine",
         })
     return Path(path)
@@ -163,6 +178,9 @@ def load(
     max_seq_length: int | None = None,
     dtype: str | torch.dtype | None = None,
     device: str | torch.device | None = None,
+    special_tokens: str | None | object = UNSET,
+    query_prompt: str | None = None,
+    document_prompt: str | None = None,
 ) -> BiEncoder:
     """Load a bi-encoder.
 
@@ -177,6 +195,10 @@ def load(
         max_seq_length: truncation length in tokens.
         dtype: ``float32`` (default) or ``bfloat16`` weights.
         device: where to put the model (default CPU).
+        special_tokens: ``"specb"``, ``"speca"`` or ``None`` (SPEC 1.4); default: the saved choice.
+        query_prompt, document_prompt: prompts (string prefixes); default: the saved ones
+            (``sgpt_format.json``, else sentence-transformers' ``prompts`` ``query`` and
+            ``document``/``passage``).
 
     Returns:
         A ``BiEncoder`` in eval mode.
@@ -191,7 +213,9 @@ def load(
     modules_file = root / "modules.json"
     if not modules_file.exists():
         backbone, tokenizer = load_backbone(name_or_path, dtype=dtype)
-        model = BiEncoder(backbone, tokenizer, pooling=pooling or "mean", max_seq_length=max_seq_length)
+        fmt = _text_format({}, special_tokens, query_prompt, document_prompt)
+        model = BiEncoder(backbone, tokenizer, pooling=pooling or "mean", max_seq_length=max_seq_length,
+                          text_format=fmt)
         return model.to(device or "cpu").eval()
 
     entries = sorted(read_json(modules_file), key=lambda e: int(e["idx"]))
@@ -219,5 +243,29 @@ def load(
         pooling=pooling or saved_pooling or "mean",
         max_seq_length=max_seq_length or saved.get("max_seq_length"),
         dense=dense, normalize=normalize, do_lower_case=bool(saved.get("do_lower_case", False)),
+        text_format=_text_format(saved_format(root), special_tokens, query_prompt, document_prompt),
     )
     return model.to(device or "cpu").eval()
+
+
+def saved_format(root: Path) -> dict:
+    """The formatting saved in a folder: ``sgpt_format.json``, else the ``query`` and
+    ``document`` (or ``passage``) prompts of ``config_sentence_transformers.json``."""
+    if (root / FORMAT_FILE).exists():
+        return read_json(root / FORMAT_FILE) | {"where": str(root / FORMAT_FILE)}
+    st_file = root / "config_sentence_transformers.json"
+    prompts = (read_json(st_file).get("prompts") or {}) if st_file.exists() else {}
+    return {"query_prompt": prompts.get("query", ""),
+            "document_prompt": prompts.get("document", prompts.get("passage", ""))}
+
+
+def _text_format(saved: dict, special_tokens, query_prompt: str | None, document_prompt: str | None) -> TextFormat:
+    """The saved formatting with the given arguments on top (``UNSET``/``None`` keep the saved value)."""
+    saved = dict(saved)
+    where = saved.pop("where", "text format")
+    fmt = TextFormat.from_dict(saved, where)
+    return TextFormat(
+        special_tokens=fmt.special_tokens if special_tokens is UNSET else special_tokens,
+        query_prompt=fmt.query_prompt if query_prompt is None else query_prompt,
+        document_prompt=fmt.document_prompt if document_prompt is None else document_prompt,
+    )

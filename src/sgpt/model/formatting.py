@@ -1,0 +1,184 @@
+"""Query/document formatting: SGPT's special brackets (specb, speca) and free-text prompts (SPEC 1.4).
+
+Asymmetric search embeds short queries and long documents with the same network, so each text
+is marked with its role:
+
+* ``specb``: queries are wrapped in ``[`` ... ``]``, documents in ``{`` ... ``}``, reusing the
+  tokens the vocabulary already has (no new parameters). SGPT's published msmarco models use it.
+* ``speca``: four new learned special tokens ``[SOS]``, ``[EOS]``, ``{SOS}``, ``{EOS}`` are added to
+  the tokenizer and the embedding matrix.
+* prompts: free text put in front of a query (``query_prompt``) or a document
+  (``document_prompt``), e.g. ``"query: "``, as instruction-style models expect.
+
+Brackets are inserted as token ids after tokenisation, never by string concatenation, so a
+bracket never merges with its neighbour (SPEC 5, row 3). The content is truncated so that the
+whole sequence, brackets and the tokenizer's own special tokens included, is at most
+``max_seq_length`` tokens; a tokenizer that adds BOS/CLS keeps it in front:
+``[CLS] [ content ] [SEP]``. SGPT itself wasted one slot and refused tokenizers with a BOS
+(SPEC 5, row 4); we do neither.
+
+Prompts are prefixed as strings, exactly as sentence-transformers applies its ``prompts``, so a
+saved model with prompts encodes the same in sentence-transformers' ``encode_query`` /
+``encode_document``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+from transformers import PreTrainedTokenizerBase
+
+SPECIAL_TOKEN_MODES = ("specb", "speca")
+Role = Literal["query", "document"]
+ROLES = ("query", "document")
+
+# (query start, query end, document start, document end) of each mode (SPEC 1.4 table).
+BRACKETS = {
+    "specb": ("[", "]", "{", "}"),
+    "speca": ("[SOS]", "[EOS]", "{SOS}", "{EOS}"),
+}
+
+
+@dataclass(frozen=True)
+class TextFormat:
+    """How queries and documents are marked before the transformer sees them.
+
+    Attributes:
+        special_tokens: ``None``, ``"specb"`` or ``"speca"`` (see module doc).
+        query_prompt: text put in front of every query (string prefix, as sentence-transformers does).
+        document_prompt: text put in front of every document.
+    """
+
+    special_tokens: str | None = None
+    query_prompt: str = ""
+    document_prompt: str = ""
+
+    def __post_init__(self) -> None:
+        if self.special_tokens not in (None, *SPECIAL_TOKEN_MODES):
+            raise ValueError(f"special_tokens must be None, 'specb' or 'speca', got {self.special_tokens!r}")
+
+    @property
+    def is_plain(self) -> bool:
+        """True when queries and documents are embedded exactly like any other text."""
+        return self.special_tokens is None and not self.query_prompt and not self.document_prompt
+
+    def to_dict(self) -> dict:
+        """JSON form, stored in the model folder (``sgpt_format.json``) and in index manifests."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "text format") -> TextFormat:
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            ValueError: unknown keys or values, naming ``where``.
+        """
+        unknown = set(data) - {"special_tokens", "query_prompt", "document_prompt"}
+        if unknown:
+            raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
+        try:
+            return cls(special_tokens=data.get("special_tokens"), query_prompt=str(data.get("query_prompt") or ""),
+                       document_prompt=str(data.get("document_prompt") or ""))
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
+
+    def prompt(self, role: Role | None) -> str:
+        """The prompt of ``role`` (``""`` for ``None``)."""
+        return {"query": self.query_prompt, "document": self.document_prompt}.get(role or "", "")
+
+
+def bracket_token_id(tokenizer: PreTrainedTokenizerBase, token: str) -> int:
+    """The id of one bracket token: the vocabulary entry itself, else the single id it encodes to.
+
+    Raises:
+        ValueError: the token is not one id in this vocabulary (e.g. speca tokens not added yet).
+    """
+    vocab = tokenizer.get_vocab()
+    if token in vocab:
+        return int(vocab[token])
+    ids = tokenizer.encode(token, add_special_tokens=False)
+    if len(ids) != 1:
+        raise ValueError(f"bracket {token!r} is not a single token of this tokenizer (encodes to {ids})")
+    return int(ids[0])
+
+
+def add_speca_tokens(tokenizer: PreTrainedTokenizerBase, backbone) -> int:
+    """Add the four speca tokens to ``tokenizer`` (as special tokens, so they never merge) and
+    grow the backbone's input embeddings to match; tokens already present are kept.
+
+    Returns:
+        The number of tokens added (0 when the model already has them, e.g. after loading).
+    """
+    added = tokenizer.add_tokens(list(BRACKETS["speca"]), special_tokens=True)
+    if added or backbone.get_input_embeddings().num_embeddings < len(tokenizer):
+        backbone.resize_token_embeddings(len(tokenizer))
+    return added
+
+
+class Formatter:
+    """Turns texts of one role into token-id lists for a given tokenizer, format and length.
+
+    Args:
+        tokenizer: the model's tokenizer (speca tokens already added when ``fmt`` uses them).
+        fmt: the text format.
+
+    Raises:
+        ValueError: a bracket that is not one token of the tokenizer.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, fmt: TextFormat) -> None:
+        self.tokenizer = tokenizer
+        self.format = fmt
+        self.brackets: dict[str, tuple[int, int]] = {}
+        if fmt.special_tokens:
+            qs, qe, ds, de = (bracket_token_id(tokenizer, t) for t in BRACKETS[fmt.special_tokens])
+            self.brackets = {"query": (qs, qe), "document": (ds, de)}
+        self.prefix, self.suffix = own_special_tokens(tokenizer)
+
+    def __call__(self, texts: Sequence[str], role: Role | None, max_seq_length: int) -> list[list[int]]:
+        """Token ids of each text in ``role``; ``[n] -> n lists`` of at most ``max_seq_length`` ids,
+        no padding. Texts come cleaned and with their prompt (:meth:`TextFormat.prompt`) in front.
+
+        Without brackets this is the tokenizer's own call (special tokens added, truncation at
+        ``max_seq_length``). With brackets: ``prefix + [start] + content + [end] + suffix``, the
+        content truncated to ``max_seq_length - len(prefix) - len(suffix) - 2`` tokens.
+
+        Raises:
+            ValueError: unknown role, or ``max_seq_length`` too short to hold one content token.
+        """
+        if role not in (None, *ROLES):
+            raise ValueError(f"role must be None, 'query' or 'document', got {role!r}")
+        if not texts:
+            return []
+        bracket = self.brackets.get(role or "")
+        if bracket is None:
+            enc = self.tokenizer(texts, add_special_tokens=True, truncation=True, max_length=max_seq_length,
+                                 padding=False, return_attention_mask=False, return_token_type_ids=False)
+            return [list(ids) for ids in enc["input_ids"]]
+        budget = max_seq_length - len(self.prefix) - len(self.suffix) - 2
+        if budget < 1:
+            raise ValueError(f"max_seq_length {max_seq_length} leaves no room for text between the "
+                             f"{self.format.special_tokens} brackets and the tokenizer's special tokens")
+        enc = self.tokenizer(texts, add_special_tokens=False, truncation=True, max_length=budget,
+                             padding=False, return_attention_mask=False, return_token_type_ids=False)
+        start, end = bracket
+        return [self.prefix + [start] + list(ids) + [end] + self.suffix for ids in enc["input_ids"]]
+
+
+def own_special_tokens(tokenizer: PreTrainedTokenizerBase) -> tuple[list[int], list[int]]:
+    """The ids a tokenizer puts before and after a single text (e.g. BERT ``[CLS]`` / ``[SEP]``,
+    Llama ``<s>`` / nothing, GPT-2 nothing / nothing), found by tokenising a probe with and
+    without special tokens.
+
+    Raises:
+        ValueError: the tokenizer changes the text's own ids when it adds special tokens.
+    """
+    probe = "hello world"
+    plain = list(tokenizer(probe, add_special_tokens=False)["input_ids"])
+    full = list(tokenizer(probe, add_special_tokens=True)["input_ids"])
+    for start in range(len(full) - len(plain) + 1):
+        if full[start: start + len(plain)] == plain:
+            return full[:start], full[start + len(plain):]
+    raise ValueError("cannot find where this tokenizer puts its special tokens; use prompts instead of brackets")
