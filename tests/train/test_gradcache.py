@@ -117,7 +117,7 @@ def test_without_rng_replay_dropout_breaks_equality(neo_dropout_dir):
     def grads(replay_rng):
         model.zero_grad(set_to_none=True)
         torch.manual_seed(0)
-        loss = gradcache.cached_loss(embed, columns, loss_fn, 4, order=partial(length_order, model),
+        loss = gradcache.cached_loss(embed, columns, loss_fn, 4, order=lambda texts, g: length_order(model, texts),
                                      replay_rng=replay_rng)
         loss.backward()
         return float(loss.detach()), {n: p.grad.clone() for n, p in model.named_parameters()}
@@ -148,7 +148,7 @@ def test_asymmetric_towers(tiny_gpt_dir, neo_dropout_dir):
     def loss_fn(reps):  # queries [b, d]; documents [2b, d] = positives then negatives
         return mnrl_global([reps[0], *reps[1].split(len(batch))], scale=20.0)
 
-    def order(texts):  # the order text_embedder's micro-batches follow (both towers share a tokenizer)
+    def order(texts, group):  # the order text_embedder's micro-batches follow (both towers share a tokenizer)
         return length_order(towers[0], texts)
 
     def result(cached):

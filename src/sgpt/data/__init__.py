@@ -18,6 +18,7 @@ from sgpt.data.readers import (
     read_training_data,
     read_triplets,
 )
+from sgpt.data.round_robin import QueryExamples, RoundRobinExamples
 from sgpt.data.sampling import NoDuplicatesBatchSampler, length_sorted_batches
 
 __all__ = [
@@ -25,6 +26,8 @@ __all__ = [
     "DataFormatError",
     "NLIPair",
     "NoDuplicatesBatchSampler",
+    "QueryExamples",
+    "RoundRobinExamples",
     "STSData",
     "build_triplets",
     "detect_nli_layout",

@@ -39,12 +39,20 @@ class NoDuplicatesBatchSampler:
         self.seed = seed
         self.drop_last = drop_last
         self.epoch = 0
-        # Normalised texts, computed once: sampling is then set arithmetic only.
-        self._keys = [frozenset(text.strip().lower() for text in example) for example in examples]
+        self.examples = examples
+        self._keys = self._text_keys()
+
+    def _text_keys(self) -> list[frozenset[str]]:
+        # Normalised texts, computed once per epoch: sampling is then set arithmetic only.
+        return [frozenset(text.strip().lower() for text in example) for example in self.examples]
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the shuffle of ``epoch`` (seed + epoch) for the next iteration."""
+        """Select the shuffle of ``epoch`` (seed + epoch) for the next iteration. Examples that
+        change per epoch (``set_epoch`` of their own, e.g. ``RoundRobinExamples``) follow."""
         self.epoch = epoch
+        if hasattr(self.examples, "set_epoch"):
+            self.examples.set_epoch(epoch)
+            self._keys = self._text_keys()
 
     def __len__(self) -> int:
         """Batches per epoch: ``floor(N / batch_size)`` (``ceil`` when not ``drop_last``)."""

@@ -67,6 +67,11 @@ class TrainConfig:
             of ``processes * batch_size`` examples, each process its own slice; an epoch has
             ``N / (processes * batch_size)`` steps) or ``replicate`` (each process walks the
             whole data set with its own shuffle, as SGPT's NLI script did; ``N / batch_size`` steps).
+        checkpoint_every_epoch: at the end of every epoch, save ``<output>/checkpoints/checkpoint-<step>``:
+            a model folder plus ``trainer_state.pt`` (optimizer, schedule, random states, logs),
+            written last, so a checkpoint without it is incomplete and ignored.
+        resume: continue from the newest complete checkpoint in ``<output>/checkpoints`` (the same
+            result as a run that was never interrupted); start fresh when there is none.
     """
 
     output: str
@@ -93,6 +98,8 @@ class TrainConfig:
     chunk_size: int | Literal["auto"] = 32
     max_memory: int | str | None = None
     data_parallel: Literal["shard", "replicate"] = "shard"
+    checkpoint_every_epoch: bool = False
+    resume: bool = False
 
     def __post_init__(self) -> None:
         errors = []

@@ -32,7 +32,7 @@ from torch import Tensor
 
 EmbedFn = Callable[[Sequence[str], int], Tensor]  # (texts of one chunk, group index) -> [n, d]
 LossFn = Callable[[list[Tensor]], Tensor]  # one tensor [n_g, d] per group -> scalar
-OrderFn = Callable[[Sequence[str]], Sequence[int]]  # texts -> permutation that defines the chunks
+OrderFn = Callable[[Sequence[str], int], Sequence[int]]  # (texts, group) -> permutation that defines the chunks
 
 
 class RngState:
@@ -82,7 +82,7 @@ def embed_no_grad(embed: EmbedFn, groups: Sequence[Sequence[str]], chunk_size: i
     reps, chunks = [], []
     for c, texts in enumerate(groups):
         parts, seen = [], []
-        for rows in split(len(texts), chunk_size, order(texts) if order is not None else None):
+        for rows in split(len(texts), chunk_size, order(texts, c) if order is not None else None):
             chunks.append(Chunk(c, rows, RngState()))  # before the forward: replay starts from here
             with torch.no_grad():  # not inference_mode: its tensors cannot become autograd leaves
                 parts.append(embed([texts[i] for i in rows], c))
@@ -131,7 +131,7 @@ def cached_loss(embed: EmbedFn, groups: Sequence[Sequence[str]], loss_fn: LossFn
             positives, negatives; or all texts of a batch for a symmetric model).
         loss_fn: one tensor ``[n_g, d]`` (float32) per group -> scalar; the plain path's loss function.
         chunk_size: texts per chunk (any value >= 1; the last chunk of a group may be smaller).
-        order: texts -> permutation defining the chunks (default: input order). Length order
+        order: (texts, group index) -> permutation defining the chunks (default: input order). Length order
             groups texts of similar length, so chunks carry little padding.
         replay_rng: see :func:`replay_backward`.
 

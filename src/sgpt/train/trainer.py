@@ -13,7 +13,6 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -25,6 +24,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from sgpt.data.sampling import NoDuplicatesBatchSampler, length_sorted_batches
 from sgpt.model.biencoder import BiEncoder
+from sgpt.model.formatting import Role
 from sgpt.train.config import TrainConfig, parse_bytes
 from sgpt.train.distributed import (
     all_reduce_gradients,
@@ -52,7 +52,10 @@ from sgpt.utils.io import write_json
 logger = logging.getLogger("sgpt.train")
 
 # Files the trainer writes next to the saved model; a new best checkpoint keeps them.
-LOG_FILES = ("train_log.csv", "eval_log.csv", "training_curve.png", "train_summary.json", "runs", "eval")
+LOG_FILES = ("train_log.csv", "eval_log.csv", "training_curve.png", "train_summary.json", "runs", "eval",
+             "checkpoints")
+CHECKPOINTS = "checkpoints"
+TRAINER_STATE = "trainer_state.pt"
 
 Example = tuple[str, ...]
 Evaluator = Callable[[BiEncoder], dict]
@@ -100,24 +103,40 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
-def text_embedder(model: BiEncoder, micro_batch_size: int | None, precision: str) -> EmbedFn:
-    """``(texts, group) -> [n, d]`` with gradient, under bf16 autocast if asked; one tower for
-    every group (a symmetric bi-encoder)."""
+SYMMETRIC: tuple[Role | None, ...] = (None,)  # one group: every text embedded alike (NLI)
+QUERY_DOCUMENT: tuple[Role | None, ...] = ("query", "document")  # column 0 queries, the rest documents
+
+
+def text_embedder(model: BiEncoder, micro_batch_size: int | None, precision: str,
+                  roles: Sequence[Role | None] = SYMMETRIC) -> EmbedFn:
+    """``(texts, group) -> [n, d]`` with gradient, under bf16 autocast if asked; group ``g`` is
+    embedded in role ``roles[g]`` (its formatting and, for an asymmetric model, its tower); groups
+    past the last role take the last one (e.g. one group per column: positives and negatives are
+    all documents)."""
     device_type = model.device.type
 
     def embed(texts: Sequence[str], group: int) -> Tensor:
         autocast = (torch.autocast(device_type, dtype=torch.bfloat16) if precision == "bf16"
                     else contextlib.nullcontext())
         with autocast:
-            return model.embed(texts, micro_batch_size=micro_batch_size)
+            return model.embed(texts, micro_batch_size=micro_batch_size, role=roles[min(group, len(roles) - 1)])
 
     return embed
 
 
-def length_order(model: BiEncoder, texts: Sequence[str]) -> list[int]:
+def length_order(model: BiEncoder, texts: Sequence[str], role: Role | None = None) -> list[int]:
     """Longest first, ties in input order: the order in which ``BiEncoder.embed`` cuts micro-batches."""
-    return [i for batch in length_sorted_batches([len(x) for x in model.token_ids(texts)], max(len(texts), 1))
-            for i in batch]
+    lengths = [len(x) for x in model.token_ids(texts, role)]
+    return [i for batch in length_sorted_batches(lengths, max(len(texts), 1)) for i in batch]
+
+
+def column_groups(batch: Sequence[Example], roles: Sequence[Role | None]) -> list[list[str]]:
+    """The texts of a batch grouped for embedding: one group of all ``k*b`` texts (symmetric), or
+    the ``b`` queries and the ``(k-1)*b`` documents (positives, then negatives, column by column)."""
+    texts = flatten_columns(batch)
+    if len(roles) == 1:
+        return [texts]
+    return [texts[: len(batch)], texts[len(batch):]]
 
 
 def choose_chunk_size(model: BiEncoder, embed: EmbedFn, cfg: TrainConfig) -> int:
@@ -141,7 +160,7 @@ def choose_chunk_size(model: BiEncoder, embed: EmbedFn, cfg: TrainConfig) -> int
     return auto_chunk_size(embed, probe, budget_bytes=budget, max_chunk=cfg.batch_size)
 
 
-def make_step(model: BiEncoder, cfg: TrainConfig) -> StepFn:
+def make_step(model: BiEncoder, cfg: TrainConfig, roles: Sequence[Role | None] = SYMMETRIC) -> StepFn:
     """The micro-step of a run, chosen once: plain MNRL or GradCache (``cfg.gradcache``).
 
     The step embeds a batch, computes this process's MNRL (``sgpt.train.losses.mnrl_global``:
@@ -153,8 +172,11 @@ def make_step(model: BiEncoder, cfg: TrainConfig) -> StepFn:
     (``sgpt.train.gradcache.cached_loss``), and with ``micro_batch_size == chunk_size`` both
     run the very same forward passes (dropout masks included). With ``chunk_size="auto"`` the
     chunk is chosen here (printed on the main process).
+
+    ``roles=QUERY_DOCUMENT`` (retrieval): column 0 holds queries, embedded as queries, and the
+    other columns documents, embedded as documents (``BiEncoder.embed(role=...)``): two groups.
     """
-    embed = text_embedder(model, cfg.micro_batch_size, resolve_precision(cfg.precision, model.device))
+    embed = text_embedder(model, cfg.micro_batch_size, resolve_precision(cfg.precision, model.device), roles)
     if cfg.gradcache:
         chunk = cfg.chunk_size if cfg.chunk_size != "auto" else choose_chunk_size(model, embed, cfg)
         if cfg.chunk_size == "auto" and is_main_process():
@@ -164,12 +186,15 @@ def make_step(model: BiEncoder, cfg: TrainConfig) -> StepFn:
     def step(batch: Sequence[Example], loss_scale: float = 1.0) -> float:
         k = len(batch[0])
 
-        def loss_fn(groups: list[Tensor]) -> Tensor:  # the one group [k*b, d] -> k columns [b, d]
-            return mnrl_global(split_columns(groups[0], k), scale=cfg.scale)
+        def loss_fn(groups: list[Tensor]) -> Tensor:  # groups -> k columns [b, d]
+            if len(groups) == 1:  # [k*b, d]
+                return mnrl_global(split_columns(groups[0], k), scale=cfg.scale)
+            return mnrl_global([groups[0], *split_columns(groups[1], k - 1)], scale=cfg.scale)
 
-        groups = [flatten_columns(batch)]  # a future asymmetric model: one group per tower
+        groups = column_groups(batch, roles)
         if cfg.gradcache:
-            loss = cached_loss(embed, groups, loss_fn, chunk, order=partial(length_order, model))
+            loss = cached_loss(embed, groups, loss_fn, chunk,
+                               order=lambda texts, g: length_order(model, texts, roles[g]))
         else:
             loss = loss_fn([embed(texts, g) for g, texts in enumerate(groups)])
         (loss * loss_scale).backward()  # GradCache: this backward re-embeds the chunks (gradcache.cached_loss)
@@ -217,7 +242,7 @@ def rank_batches(examples: Sequence[Example], cfg: TrainConfig) -> tuple[int, It
 
 
 def fit(model: BiEncoder, examples: Sequence[Example], cfg: TrainConfig, *,
-        evaluator: Evaluator | None = None) -> dict:
+        evaluator: Evaluator | None = None, roles: Sequence[Role | None] = SYMMETRIC) -> dict:
     """Train ``model`` in place with MultipleNegativesRankingLoss (SPEC 1.9-1.12).
 
     AdamW (eps 1e-6, decay except biases and norm weights), linear warm-up then linear decay to
@@ -234,6 +259,13 @@ def fit(model: BiEncoder, examples: Sequence[Example], cfg: TrainConfig, *,
         examples: tuples of texts, all of the same length ``k >= 2``.
         cfg: the run settings.
         evaluator: ``model -> {metric: value}`` on the dev set (called on the main process only).
+        roles: ``SYMMETRIC`` (every text alike) or ``QUERY_DOCUMENT`` (column 0 queries, the rest
+            documents; see :func:`make_step`).
+
+    ``examples`` may change from epoch to epoch (``sgpt.data.RoundRobinExamples``): the sampler
+    calls its ``set_epoch`` before each epoch. With ``cfg.checkpoint_every_epoch`` a checkpoint
+    is written at the end of every epoch; with ``cfg.resume`` the run continues from the newest
+    one with the same optimizer, schedule, random states, batches and logs.
 
     Returns:
         Summary dict: ``steps``, ``seconds``, ``final_loss`` (of the global batch), ``best_step``,
@@ -243,10 +275,11 @@ def fit(model: BiEncoder, examples: Sequence[Example], cfg: TrainConfig, *,
         ValueError: fewer examples than one batch, or nothing trainable.
     """
     with process_group():  # destroyed on exit, also on error (a live gloo group can abort the exit)
-        return _train(model, examples, cfg, evaluator)
+        return _train(model, examples, cfg, evaluator, roles)
 
 
-def _train(model: BiEncoder, examples: Sequence[Example], cfg: TrainConfig, evaluator: Evaluator | None) -> dict:
+def _train(model: BiEncoder, examples: Sequence[Example], cfg: TrainConfig, evaluator: Evaluator | None,
+           roles: Sequence[Role | None]) -> dict:
     main, device = is_main_process(), training_device()
     set_seed(cfg.seed + rank())  # each process its own dropout stream; rank 0 = the single-process run
     batches_per_epoch, batches = rank_batches(examples, cfg)
@@ -258,7 +291,7 @@ def _train(model: BiEncoder, examples: Sequence[Example], cfg: TrainConfig, eval
     optimizer = adamw(model, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, warmup, steps)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    step_fn = make_step(model, cfg)  # plain or GradCache, chosen once
+    step_fn = make_step(model, cfg, roles)  # plain or GradCache, chosen once
     tracker = None
     if cfg.log_with and main:
         tracker = Accelerator(log_with=list(cfg.log_with), project_dir=str(Path(cfg.output) / "runs"))
@@ -281,10 +314,20 @@ def _train(model: BiEncoder, examples: Sequence[Example], cfg: TrainConfig, eval
             model.save(out, keep=LOG_FILES)
         log.write()
 
+    steps_per_epoch = max(1, batches_per_epoch // cfg.grad_accum)
+    first = 1
+    resume_from = latest_checkpoint(out) if cfg.resume else None
+    if resume_from is not None:
+        first = restore_checkpoint(resume_from, model, optimizer, scheduler, log, best) + 1
+        for _ in range((first - 1) * cfg.grad_accum):  # the batches already trained on (sampling only)
+            next(batches)
+        if main:
+            print(f"resuming from {resume_from} at step {first}", flush=True)
+
     logger.info("training %d steps of %d examples x %d processes (warm-up %d, eval every %d)",
                 steps, cfg.batch_size, world_size(), warmup, eval_every)
     start, loss_value = time.perf_counter(), math.nan
-    bar = tqdm(range(1, steps + 1), desc="train", unit="step", disable=not main)
+    bar = tqdm(range(first, steps + 1), desc="train", unit="step", disable=not main, initial=first - 1, total=steps)
     for step in bar:
         losses = [step_fn([examples[i] for i in next(batches)], 1.0 / cfg.grad_accum) for _ in range(cfg.grad_accum)]
         all_reduce_gradients(trainable)  # once per optimizer step: after accumulation and GradCache, before clipping
@@ -305,6 +348,10 @@ def _train(model: BiEncoder, examples: Sequence[Example], cfg: TrainConfig, eval
             if main:
                 evaluate(step)
             barrier()  # the others wait for the evaluation (and a checkpoint) to finish
+        if cfg.checkpoint_every_epoch and (step % steps_per_epoch == 0 or step == steps):
+            if main:
+                save_checkpoint(out, step, model, optimizer, scheduler, log, best)
+            barrier()
     seconds = time.perf_counter() - start
     if main:
         if evaluator is None:
@@ -319,3 +366,72 @@ def _train(model: BiEncoder, examples: Sequence[Example], cfg: TrainConfig, eval
     model.eval()
     return {"steps": steps, "seconds": seconds, "final_loss": loss_value, "best_step": best["step"],
             "best_score": best["score"] if best["step"] is not None else None, "dev": best["scores"]}
+
+
+# ---------------------------------------------------------------------- epoch checkpoints
+def save_checkpoint(out: Path, step: int, model: BiEncoder, optimizer, scheduler, log: RunLog, best: dict) -> Path:
+    """Write ``out/checkpoints/checkpoint-<step>``: the model folder (atomically), then
+    ``trainer_state.pt`` (atomically, last: it marks the checkpoint complete)."""
+    folder = out / CHECKPOINTS / f"checkpoint-{step}"
+    model.save(folder)
+    state = {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "rng": rng_state(), "train_log": log.train, "eval_log": log.eval,
+             "best": {k: v for k, v in best.items()}}
+    tmp = folder / f".{TRAINER_STATE}.tmp"
+    torch.save(state, tmp)
+    tmp.replace(folder / TRAINER_STATE)
+    return folder
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    """The complete checkpoint (one with ``trainer_state.pt``) of the highest step, or ``None``."""
+    done = [p for p in (out / CHECKPOINTS).glob("checkpoint-*")
+            if (p / TRAINER_STATE).exists() and p.name.split("-")[-1].isdigit()]
+    return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def restore_checkpoint(folder: Path, model: BiEncoder, optimizer, scheduler, log: RunLog, best: dict) -> int:
+    """Load a checkpoint written by :func:`save_checkpoint` into the live objects; returns its step.
+
+    Raises:
+        ValueError: the checkpoint's model does not fit ``model`` (another architecture).
+    """
+    from sgpt.model.folder import load
+
+    saved = load(folder, device=model.device)
+    missing, unexpected = model.load_state_dict(saved.state_dict(), strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{folder}: checkpoint does not match the model (missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]})")
+    state = torch.load(folder / TRAINER_STATE, map_location=model.device, weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    set_rng_state(state["rng"])
+    log.train[:], log.eval[:] = state["train_log"], state["eval_log"]
+    best.update(state["best"])
+    return int(state["step"])
+
+
+def rng_state() -> dict:
+    """Python, NumPy, torch (and CUDA) random states."""
+    import random
+
+    import numpy as np
+
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Inverse of :func:`rng_state`."""
+    import random
+
+    import numpy as np
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])

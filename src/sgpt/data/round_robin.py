@@ -1,0 +1,68 @@
+"""Retrieval training examples that rotate through each query's positives and hard negatives (SPEC 2.2)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class QueryExamples:
+    """One training query with its relevant passages and mined hard negatives (texts)."""
+
+    query: str
+    positives: tuple[str, ...]
+    negatives: tuple[str, ...] = ()
+
+
+class RoundRobinExamples(Sequence):
+    """One ``(query, positive, negative_1..n)`` tuple per query per epoch, rotating round-robin.
+
+    SGPT's MS MARCO dataset (SPEC 2.2) pops the front positive and negative of a query for each
+    use and pushes them to the back, with the negatives shuffled once; so epoch ``e`` uses
+    positive ``e mod P`` and negative ``e mod N``. With ``negatives_per_query = n`` epoch ``e``
+    uses negatives ``e*n .. e*n+n-1`` (mod ``N``). Call :meth:`set_epoch` before an epoch (the
+    trainer's sampler does).
+
+    Args:
+        queries: the training queries; each needs at least one positive and, when
+            ``negatives_per_query > 0``, at least one negative.
+        negatives_per_query: hard negatives per example (0 gives (query, positive) pairs).
+        seed: seeds the one-time shuffle of each query's negatives.
+
+    Raises:
+        ValueError: no queries, or a query without positives (or without negatives when needed),
+            naming the query.
+    """
+
+    def __init__(self, queries: Sequence[QueryExamples], *, negatives_per_query: int = 1, seed: int = 0) -> None:
+        if not queries:
+            raise ValueError("no training queries")
+        if negatives_per_query < 0:
+            raise ValueError(f"negatives_per_query must be >= 0, got {negatives_per_query}")
+        rng = random.Random(seed)
+        self.items: list[QueryExamples] = []
+        for q in queries:
+            if not q.positives:
+                raise ValueError(f"training query {q.query[:60]!r} has no positive passage")
+            if negatives_per_query and not q.negatives:
+                raise ValueError(f"training query {q.query[:60]!r} has no hard negative; mine negatives first "
+                                 "or train with negatives_per_query=0")
+            negatives = list(q.negatives)
+            rng.shuffle(negatives)
+            self.items.append(QueryExamples(q.query, tuple(q.positives), tuple(negatives)))
+        self.negatives_per_query = negatives_per_query
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the positives and negatives of ``epoch``."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[str, ...]:
+        q, e, n = self.items[i], self.epoch, self.negatives_per_query
+        negatives = tuple(q.negatives[(e * n + j) % len(q.negatives)] for j in range(n))
+        return (q.query, q.positives[e % len(q.positives)], *negatives)
