@@ -1,8 +1,14 @@
-"""BiEncoder: text -> token ids -> transformer -> (dense) -> pooling -> (dense) -> (normalize) -> vector."""
+"""BiEncoder: text -> token ids -> transformer -> (dense) -> pooling -> (dense) -> (normalize) -> vector.
+
+An asymmetric model (SGPT ``--asym``, SPEC 1.8) has two transformers ("towers"): one for queries,
+one for documents, each a separate copy of the same checkpoint when training starts. The tokenizer,
+the formatting, the (parameter-free) pooling, the dense heads and the normalisation are shared.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
@@ -16,16 +22,18 @@ from transformers import PreTrainedTokenizerBase
 
 from sgpt.data.sampling import length_sorted_batches
 from sgpt.model.backbone import max_length_of, resolve_dtype
-from sgpt.model.formatting import Formatter, Role, TextFormat, add_speca_tokens
+from sgpt.model.formatting import ROLES, Formatter, Role, TextFormat, add_speca_tokens
 from sgpt.model.heads import Dense
 from sgpt.model.pooling import check_pooling_mode, pool
 
 
 class BiEncoder(nn.Module):
-    """A sentence-embedding model: one transformer backbone, optional dense layers, one pooling.
+    """A sentence-embedding model: a transformer backbone (or a query and a document tower),
+    optional dense layers, one pooling.
 
     Args:
-        backbone: a Hugging Face ``AutoModel`` (no LM head) returning ``last_hidden_state``.
+        backbone: a Hugging Face ``AutoModel`` (no LM head) returning ``last_hidden_state``;
+            for an asymmetric model, the query tower.
         tokenizer: its tokenizer; must have a pad token (see ``sgpt.model.backbone.set_pad_token``).
         pooling: ``mean | weightedmean | lasttoken | cls | max`` (SPEC 1.3).
         max_seq_length: inputs are truncated to this many tokens (special tokens included);
@@ -34,11 +42,20 @@ class BiEncoder(nn.Module):
         normalize: L2-normalise the output (a saved ``Normalize`` module).
         do_lower_case: lower-case texts before tokenising.
         text_format: how queries and documents are marked (specb/speca brackets, prompts; see
-            ``sgpt.model.formatting``); speca adds its four tokens to the tokenizer and backbone.
+            ``sgpt.model.formatting``); speca adds its four tokens to the tokenizer and to every
+            tower (each tower's new rows are initialised on its own; :meth:`make_asymmetric`
+            copies them, so towers made from one model start identical).
+        document_backbone: the document tower of an asymmetric model (SPEC 1.8); ``None`` for a
+            symmetric model. Same architecture and hidden size as ``backbone``, its own weights.
+        default_role: asymmetric models only: the tower that embeds texts given without a role
+            (``encode(texts)``, ``embed(texts)``): ``"document"`` (default, as
+            sentence-transformers' ``Router.for_query_document``), ``"query"``, or ``None`` to
+            refuse them. Texts without a role get no query/document formatting either way.
 
     Raises:
         ValueError: unknown pooling mode or special-token mode, a tokenizer without pad token,
-            or brackets that are not single tokens of the tokenizer.
+            brackets that are not single tokens of the tokenizer, a ``document_backbone`` that
+            is ``backbone`` itself or has another hidden size, or an unknown ``default_role``.
     """
 
     def __init__(
@@ -52,11 +69,19 @@ class BiEncoder(nn.Module):
         normalize: bool = False,
         do_lower_case: bool = False,
         text_format: TextFormat | None = None,
+        document_backbone: nn.Module | None = None,
+        default_role: Role | None = "document",
     ) -> None:
         super().__init__()
         if tokenizer.pad_token_id is None:
             raise ValueError("BiEncoder: the tokenizer has no pad token; call sgpt.model.backbone.set_pad_token first")
+        if default_role not in (None, *ROLES):
+            raise ValueError(f"BiEncoder: default_role must be None, 'query' or 'document', got {default_role!r}")
+        if document_backbone is not None:
+            _check_document_tower(backbone, document_backbone)
         self.backbone = backbone
+        self.document_backbone = document_backbone
+        self.default_role = default_role
         self.tokenizer = tokenizer
         self.pooling = check_pooling_mode(pooling)
         self.max_seq_length = int(max_seq_length or max_length_of(backbone, tokenizer))
@@ -65,7 +90,8 @@ class BiEncoder(nn.Module):
         self.do_lower_case = do_lower_case
         self.text_format = text_format or TextFormat()
         if self.text_format.special_tokens == "speca":
-            add_speca_tokens(tokenizer, backbone)
+            for tower in self.towers():
+                add_speca_tokens(tokenizer, tower)
         self.formatter = Formatter(tokenizer, self.text_format)
 
     # ------------------------------------------------------------------ properties
@@ -82,6 +108,55 @@ class BiEncoder(nn.Module):
             return after[-1].out_features
         before = [h for h in self.dense if h.position == "before"]
         return before[-1].out_features if before else int(self.backbone.config.hidden_size)
+
+    # ------------------------------------------------------------------ towers
+    @property
+    def is_asymmetric(self) -> bool:
+        """True when queries and documents have separate transformers (SPEC 1.8)."""
+        return self.document_backbone is not None
+
+    def towers(self) -> list[nn.Module]:
+        """The distinct transformers: ``[backbone]``, or ``[query tower, document tower]``.
+        Freezing (BitFit) and anything else meant for "the transformer" must visit each."""
+        return [self.backbone] if self.document_backbone is None else [self.backbone, self.document_backbone]
+
+    def tower(self, role: Role | None = None) -> nn.Module:
+        """The transformer that embeds texts of ``role``.
+
+        Symmetric model: ``backbone`` for every role. Asymmetric: ``"query"`` -> ``backbone``,
+        ``"document"`` -> ``document_backbone``, ``None`` -> the tower of ``default_role``.
+
+        Raises:
+            ValueError: unknown role, or ``role=None`` on an asymmetric model without ``default_role``.
+        """
+        if role not in (None, *ROLES):
+            raise ValueError(f"role must be None, 'query' or 'document', got {role!r}")
+        if self.document_backbone is None:
+            return self.backbone
+        role = role or self.default_role
+        if role is None:
+            raise ValueError("this model has separate query and document towers and no default: use "
+                             "encode_queries/encode_documents (or role='query'/'document') to choose one")
+        return self.document_backbone if role == "document" else self.backbone
+
+    def make_asymmetric(self, default_role: Role | None = "document") -> BiEncoder:
+        """Give documents their own transformer: a deep copy of ``backbone`` (SGPT ``--asym``);
+        ``backbone`` becomes the query tower. Both start identical, then train independently.
+        Parameters double; build the optimizer afterwards.
+
+        Returns:
+            ``self``.
+
+        Raises:
+            ValueError: the model is already asymmetric, or an unknown ``default_role``.
+        """
+        if self.is_asymmetric:
+            raise ValueError("make_asymmetric: the model already has separate query and document towers")
+        if default_role not in (None, *ROLES):
+            raise ValueError(f"make_asymmetric: default_role must be None, 'query' or 'document', got {default_role!r}")
+        self.document_backbone = copy.deepcopy(self.backbone)
+        self.default_role = default_role
+        return self
 
     # ------------------------------------------------------------------ tokenisation
     def token_ids(self, texts: Sequence[str], role: Role | None = None) -> list[list[int]]:
@@ -115,17 +190,22 @@ class BiEncoder(nn.Module):
         return {"input_ids": input_ids.to(self.device), "attention_mask": mask.to(self.device)}
 
     # ------------------------------------------------------------------ forward
-    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, role: Role | None = None) -> Tensor:
         """Embed a padded batch.
 
         Args:
             input_ids: ``[b, s]`` token ids.
             attention_mask: ``[b, s]`` in {0, 1}.
+            role: picks the tower of an asymmetric model (:meth:`tower`); ignored by a symmetric one.
 
         Returns:
             ``[b, d]`` sentence embeddings (float dtype of the backbone).
+
+        Raises:
+            ValueError: see :meth:`tower`.
         """
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [b, s, h]
+        tower = self.tower(role)
+        hidden = tower(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [b, s, h]
         for head in self.dense:
             if head.position == "before":
                 hidden = head(hidden)
@@ -137,32 +217,42 @@ class BiEncoder(nn.Module):
             emb = F.normalize(emb, p=2, dim=-1)
         return emb
 
-    def embed_ids(self, ids: Sequence[Sequence[int]]) -> Tensor:
-        """Embed one batch of token-id lists -> ``[b, d]``, keeping the autograd graph.
+    def embed_ids(self, ids: Sequence[Sequence[int]], role: Role | None = None) -> Tensor:
+        """Embed one batch of token-id lists -> ``[b, d]`` with the tower of ``role``, keeping the
+        autograd graph. The ids are used as given: formatting is :meth:`token_ids`' job.
 
         A text with no tokens at all (empty or whitespace-only under a tokenizer that adds no
         special tokens) is never run through the backbone; its embedding is the zero vector.
+
+        Raises:
+            ValueError: see :meth:`tower`.
         """
+        self.tower(role)  # a missing role fails here, even for a batch of empty texts
         nonempty = [i for i, seq in enumerate(ids) if len(seq) > 0]
         if len(nonempty) == len(ids):
-            return self(**self.collate(ids))
+            return self(**self.collate(ids), role=role)
         out = torch.zeros(len(ids), self.embedding_dim, device=self.device, dtype=self._float_dtype())
         if nonempty:
-            emb = self(**self.collate([ids[i] for i in nonempty]))
+            emb = self(**self.collate([ids[i] for i in nonempty]), role=role)
             out = out.to(emb.dtype).index_copy(0, torch.as_tensor(nonempty, device=self.device), emb)
         return out
 
     def embed(self, texts: Sequence[str], *, micro_batch_size: int | None = None,
               role: Role | None = None) -> Tensor:
-        """Embed texts with gradient (training): ``[n] -> [n, d]`` in input order, formatted as ``role``.
+        """Embed texts with gradient (training): ``[n] -> [n, d]`` in input order, formatted as
+        ``role`` and, for an asymmetric model, run through ``role``'s tower (:meth:`tower`).
 
         Texts are sorted by token length and run in micro-batches of ``micro_batch_size`` so
         little compute goes to padding; the result is identical (up to float rounding) to one
         padded batch. Default: all texts in one batch.
+
+        Raises:
+            ValueError: unknown role, or ``role=None`` on an asymmetric model without ``default_role``.
         """
+        self.tower(role)
         ids = self.token_ids(texts, role)
         batches = length_sorted_batches([len(x) for x in ids], micro_batch_size or max(len(ids), 1))
-        parts = [self.embed_ids([ids[i] for i in idx]) for idx in batches]
+        parts = [self.embed_ids([ids[i] for i in idx], role) for idx in batches]
         order = [i for idx in batches for i in idx]
         inverse = torch.empty(len(order), dtype=torch.long)
         inverse[torch.as_tensor(order, dtype=torch.long)] = torch.arange(len(order))
@@ -211,18 +301,23 @@ class BiEncoder(nn.Module):
             show_progress: show a tqdm bar over batches.
             precision: ``None``/``"float32"``, or ``"bfloat16"`` to run under autocast; the result is float32.
             role: ``None`` (plain text), ``"query"`` or ``"document"``: the formatting to apply
-                (see :meth:`encode_queries`, :meth:`encode_documents`).
+                and, for an asymmetric model, the tower (see :meth:`encode_queries`,
+                :meth:`encode_documents`). ``None`` on an asymmetric model uses the tower of
+                ``default_role`` (documents, unless saved otherwise) without formatting, like
+                sentence-transformers' ``encode`` without ``task``.
 
         Returns:
             ``[n, d]`` float32 embeddings (``[d]`` for a single string).
 
         Raises:
-            ValueError: ``batch_size < 1`` or unknown ``convert_to``/``precision``.
+            ValueError: ``batch_size < 1``, unknown ``convert_to``/``precision``/``role``, or
+                ``role=None`` on an asymmetric model saved without a default route.
         """
         if batch_size < 1:
             raise ValueError(f"encode: batch_size must be >= 1, got {batch_size}")
         if convert_to not in ("numpy", "torch"):
             raise ValueError(f"encode: convert_to must be 'numpy' or 'torch', got {convert_to!r}")
+        self.tower(role)
         single = isinstance(texts, str)
         items = [texts] if single else list(texts)
         ids = self.token_ids(items, role)
@@ -230,7 +325,7 @@ class BiEncoder(nn.Module):
         batches = length_sorted_batches([len(x) for x in ids], batch_size)
         with self._inference(precision):
             for idx in tqdm(batches, desc="encode", unit="batch", disable=not show_progress):
-                emb = self.embed_ids([ids[i] for i in idx]).float().cpu()
+                emb = self.embed_ids([ids[i] for i in idx], role).float().cpu()
                 out[torch.as_tensor(idx, dtype=torch.long)] = emb
         if normalize:
             out = F.normalize(out, p=2, dim=-1)
@@ -250,11 +345,16 @@ class BiEncoder(nn.Module):
         return self.encode(texts, batch_size, normalize, role="document", **kwargs)
 
     def signature(self) -> dict:
-        """What decides the vectors besides the weights: pooling, length, formatting, dimension.
+        """What decides the vectors besides the weights: pooling, length, formatting, dimension,
+        and whether queries and documents have separate towers (``asymmetric``; an asymmetric
+        model adds ``default_role``, the tower of texts given without a role).
         An index stores it and refuses a query model whose signature differs."""
-        return {"pooling": self.pooling, "max_seq_length": self.max_seq_length, "normalize": self.normalize,
-                "embedding_dim": self.embedding_dim, "do_lower_case": self.do_lower_case,
-                "text_format": self.text_format.to_dict()}
+        sig = {"pooling": self.pooling, "max_seq_length": self.max_seq_length, "normalize": self.normalize,
+               "embedding_dim": self.embedding_dim, "do_lower_case": self.do_lower_case,
+               "text_format": self.text_format.to_dict(), "asymmetric": self.is_asymmetric}
+        if self.is_asymmetric:
+            sig["default_role"] = self.default_role
+        return sig
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path, *, keep: Sequence[str] = ()) -> Path:
@@ -270,3 +370,19 @@ class BiEncoder(nn.Module):
         from sgpt.model.folder import load
 
         return load(name_or_path, **kwargs)
+
+
+def _check_document_tower(backbone: nn.Module, document: nn.Module) -> None:
+    """Refuse a document tower that cannot stand next to ``backbone`` (shared pooling and heads).
+
+    Raises:
+        ValueError: it is ``backbone`` itself (towers would be tied, and come back untied after a
+            save), or its hidden size differs.
+    """
+    if document is backbone:
+        raise ValueError("BiEncoder: document_backbone is the query backbone itself; pass a copy "
+                         "(BiEncoder.make_asymmetric) or leave it None for a symmetric model")
+    sizes = [getattr(getattr(m, "config", None), "hidden_size", None) for m in (backbone, document)]
+    if sizes[0] != sizes[1]:
+        raise ValueError(f"BiEncoder: the query tower has hidden size {sizes[0]} but the document tower "
+                         f"{sizes[1]}; both towers feed one pooling and must match")

@@ -13,6 +13,24 @@ Layout written by ``save_folder`` (stock sentence-transformers 2.x–6.x loads i
     {i}_Normalize/                   when the model normalises
     sgpt_format.json                 query/document formatting (specb/speca/prompts), when not plain
 
+An asymmetric model (separate query and document towers, SPEC 1.8) is written in the layout that
+sentence-transformers' ``Router.for_query_document`` saves (v6 writes the same; versions before 5,
+which have no ``Router``, cannot load it), with the Router in place of the root transformer:
+
+    modules.json                     [Router (path ""), Pooling, Dense..., Normalize]
+    router_config.json               {types, structure: {query: [...], document: [...]},
+                                      parameters: {default_route, allow_empty_key, route_mappings: {}}}
+    query_0_Transformer/             query tower: config.json, model.safetensors, tokenizer files,
+                                     sentence_bert_config.json
+    document_0_Transformer/          document tower, same files (the tokenizer is the same)
+    query_{i}_Dense/                 layers before pooling, listed in both routes (saved once, shared)
+    {i}_Pooling/, {i}_Dense/, {i}_Normalize/, config_sentence_transformers.json, sgpt_format.json
+                                     as above
+
+``load`` also reads Routers that sentence-transformers built (route names ``query``/``document``)
+and the ``Asym`` folders of SGPT's own ``--asym`` models (``0_Asym/config.json``, routes
+``QRY``/``DOCPOS``/``DOCNEG``); everything after the transformers must be shared by both routes.
+
 Prompts are also written to ``config_sentence_transformers.json`` (``prompts``: ``query`` and
 ``document``), so sentence-transformers' ``encode_query``/``encode_document`` apply them too.
 Brackets have no sentence-transformers equivalent (it only knows string prefixes): a stock
@@ -32,7 +50,7 @@ from safetensors.torch import load_file, save_file
 import sgpt
 from sgpt.model.backbone import load_backbone
 from sgpt.model.biencoder import BiEncoder
-from sgpt.model.formatting import TextFormat
+from sgpt.model.formatting import ROLES, Role, TextFormat
 from sgpt.model.heads import Dense, activation_from_string
 from sgpt.model.pooling import POOLING_MODES, check_pooling_mode
 from sgpt.utils.io import atomic_dir, read_json, write_json
@@ -41,6 +59,10 @@ logger = logging.getLogger("sgpt.model")
 
 ST = "sentence_transformers.models."
 FORMAT_FILE = "sgpt_format.json"
+ROUTER_FILE = "router_config.json"
+# Router route names -> roles: sentence-transformers' for_query_document, and SGPT's --asym keys (SPEC 1.8).
+ROUTE_ROLES: dict[str, Role] = {"query": "query", "document": "document", "QRY": "query", "DOCPOS": "document",
+                                "DOCNEG": "document"}
 UNSET = object()  # "keep what the folder says" for arguments where None is a real value
 # Legacy pooling keys of sentence-transformers <= 5 (SPEC 1.3) -> our mode names.
 LEGACY_POOLING_KEYS = {
@@ -97,33 +119,65 @@ def _load_dense(folder: Path, position: str) -> Dense:
     return head
 
 
+def _save_transformer(model: BiEncoder, tower: torch.nn.Module, folder: Path) -> None:
+    """One sentence-transformers ``Transformer`` module: weights, tokenizer, length config."""
+    tower.save_pretrained(folder, safe_serialization=True)
+    model.tokenizer.save_pretrained(folder)
+    write_json(folder / "sentence_bert_config.json",
+               {"max_seq_length": model.max_seq_length, "do_lower_case": model.do_lower_case})
+
+
+def _save_router(model: BiEncoder, folder: Path, before: Sequence[Dense]) -> None:
+    """The two towers (and the shared layers before pooling) as a sentence-transformers ``Router``."""
+    types: dict[str, str] = {}
+    structure: dict[str, list[str]] = {"query": [], "document": []}
+    for role, tower in zip(ROLES, model.towers()):
+        name = f"{role}_0_Transformer"
+        _save_transformer(model, tower, folder / name)
+        types[name] = ST + "Transformer"
+        structure[role].append(name)
+    for i, head in enumerate(before, start=1):
+        name = f"query_{i}_Dense"  # one module in both routes: saved once, as Router.save does
+        _save_dense(head, folder / name)
+        types[name] = ST + "Dense"
+        for ids in structure.values():
+            ids.append(name)
+    # allow_empty_key=True with default_route=None would make sentence-transformers pick the first route
+    parameters = {"default_route": model.default_role, "allow_empty_key": model.default_role is not None,
+                  "route_mappings": {}}
+    write_json(folder / ROUTER_FILE, {"types": types, "structure": structure, "parameters": parameters})
+
+
 def save_folder(model: BiEncoder, path: str | Path, *, keep: Sequence[str] = ()) -> Path:
-    """Save ``model`` as a sentence-transformers folder, atomically (temp folder, then rename).
+    """Save ``model`` as a sentence-transformers folder, atomically (temp folder, then rename);
+    an asymmetric model as a ``Router`` of its two towers (see module doc).
 
     Entries of an existing folder named in ``keep`` (training logs) are carried over.
 
     Returns:
         ``Path(path)``.
     """
-    modules = [{"idx": 0, "name": "0", "path": "", "type": ST + "Transformer"}]
+    before = [h for h in model.dense if h.position == "before"]
     with atomic_dir(path, keep) as tmp:
-        model.backbone.save_pretrained(tmp, safe_serialization=True)
-        model.tokenizer.save_pretrained(tmp)
-        write_json(tmp / "sentence_bert_config.json",
-                   {"max_seq_length": model.max_seq_length, "do_lower_case": model.do_lower_case})
-        hidden = int(model.backbone.config.hidden_size)
-        for position in ("before", "after"):
-            if position == "after":
-                idx = len(modules)
-                modules.append({"idx": idx, "name": str(idx), "path": f"{idx}_Pooling", "type": ST + "Pooling"})
-                (tmp / f"{idx}_Pooling").mkdir()
-                write_json(tmp / f"{idx}_Pooling" / "config.json", pooling_config(model.pooling, hidden))
-            for head in (h for h in model.dense if h.position == position):
+        if model.is_asymmetric:
+            modules = [{"idx": 0, "name": "0", "path": "", "type": ST + "Router"}]
+            _save_router(model, tmp, before)
+        else:
+            modules = [{"idx": 0, "name": "0", "path": "", "type": ST + "Transformer"}]
+            _save_transformer(model, model.backbone, tmp)
+            for head in before:
                 idx = len(modules)
                 modules.append({"idx": idx, "name": str(idx), "path": f"{idx}_Dense", "type": ST + "Dense"})
                 _save_dense(head, tmp / f"{idx}_Dense")
-                if position == "before":
-                    hidden = head.out_features
+        hidden = before[-1].out_features if before else int(model.backbone.config.hidden_size)
+        idx = len(modules)
+        modules.append({"idx": idx, "name": str(idx), "path": f"{idx}_Pooling", "type": ST + "Pooling"})
+        (tmp / f"{idx}_Pooling").mkdir()
+        write_json(tmp / f"{idx}_Pooling" / "config.json", pooling_config(model.pooling, hidden))
+        for head in (h for h in model.dense if h.position == "after"):
+            idx = len(modules)
+            modules.append({"idx": idx, "name": str(idx), "path": f"{idx}_Dense", "type": ST + "Dense"})
+            _save_dense(head, tmp / f"{idx}_Dense")
         if model.normalize:
             idx = len(modules)
             modules.append({"idx": idx, "name": str(idx), "path": f"{idx}_Normalize", "type": ST + "Normalize"})
@@ -143,12 +197,84 @@ def save_folder(model: BiEncoder, path: str | Path, *, keep: Sequence[str] = ())
     return Path(path)
 
 
-def _module_kind(entry: dict, where: str) -> str:
-    kind = str(entry.get("type", "")).rsplit(".", 1)[-1]
-    if kind not in ("Transformer", "Pooling", "Dense", "Normalize"):
-        raise ValueError(f"{where}: module type {entry.get('type')!r} is not supported "
-                         "(expected Transformer, Pooling, Dense or Normalize)")
+def _module_kind(module_type: str, where: str) -> str:
+    """``Transformer | Router | Pooling | Dense | Normalize`` from a saved module type
+    (``Asym``, the Router's old name, reads as ``Router``).
+
+    Raises:
+        ValueError: any other module type, naming ``where``.
+    """
+    kind = str(module_type).rsplit(".", 1)[-1]
+    kind = "Router" if kind == "Asym" else kind
+    if kind not in ("Transformer", "Router", "Pooling", "Dense", "Normalize"):
+        raise ValueError(f"{where}: module type {module_type!r} is not supported "
+                         "(expected Transformer, Router/Asym, Pooling, Dense or Normalize)")
     return kind
+
+
+def _read_router(folder: Path) -> tuple[Path, Path, list[tuple[Path, str]], Role | None]:
+    """Read a sentence-transformers ``Router`` (or SGPT-era ``Asym``) module folder.
+
+    Returns:
+        ``(query tower folder, document tower folder, shared modules after the towers as
+        (folder, kind) pairs, default role)``.
+
+    Raises:
+        ValueError: routes other than query/document (``query``/``document``, or SGPT's
+            ``QRY``/``DOCPOS``/``DOCNEG``), ``route_mappings``, a route that does not start with
+            the route's only Transformer, or routes that differ after their Transformers
+            (sgpt shares pooling and heads); each naming the config file.
+    """
+    file = folder / ROUTER_FILE
+    if not file.exists():
+        file = folder / "config.json"  # sentence-transformers <= 4 named it so (class Asym)
+    config = read_json(file)
+    types, structure = config.get("types") or {}, config.get("structure") or {}
+    params = config.get("parameters") or {}
+    if params.get("route_mappings"):
+        raise ValueError(f"{file}: route_mappings are not supported; sgpt routes by task (query or document) only")
+    routes: dict[str, list[str]] = {}
+    for name, ids in structure.items():
+        role = ROUTE_ROLES.get(name)
+        if role is None:
+            raise ValueError(f"{file}: route {name!r} is neither a query nor a document route "
+                             f"(expected one of {', '.join(ROUTE_ROLES)})")
+        if routes.setdefault(role, list(ids)) != list(ids):
+            raise ValueError(f"{file}: the {role} routes differ ({routes[role]} vs {list(ids)})")
+    if set(routes) != set(ROLES):
+        raise ValueError(f"{file}: expected a query and a document route, got {sorted(structure)}")
+    kinds: dict[str, str] = {}
+    for ids in routes.values():
+        for mid in ids:
+            if mid not in types or Path(mid).is_absolute() or len(Path(mid).parts) != 1 or mid in (".", ".."):
+                raise ValueError(f"{file}: module {mid!r} is not a sub-folder listed under 'types'")
+            kinds[mid] = _module_kind(types[mid], str(file))
+        route_kinds = [kinds[m] for m in ids]
+        if route_kinds[:1] != ["Transformer"] or route_kinds.count("Transformer") != 1 or "Router" in route_kinds:
+            raise ValueError(f"{file}: each route must start with its only Transformer; got {ids}")
+    query, document = routes["query"], routes["document"]
+    if len(query) != len(document) or not all(_same_module(folder, a, b, kinds) for a, b in zip(query[1:], document[1:])):
+        raise ValueError(f"{file}: the query and document routes differ after their transformers "
+                         f"({query[1:]} vs {document[1:]}); sgpt shares everything but the transformer")
+    default = params.get("default_route")
+    if default is None and params.get("allow_empty_key", True):
+        default = next(iter(structure))  # what the Router itself does
+    if default is not None and default not in structure:
+        raise ValueError(f"{file}: default_route {default!r} is not one of the routes {sorted(structure)}")
+    return (folder / query[0], folder / document[0], [(folder / m, kinds[m]) for m in query[1:]],
+            ROUTE_ROLES[default] if default is not None else None)
+
+
+def _same_module(folder: Path, a: str, b: str, kinds: dict[str, str]) -> bool:
+    """Whether two route modules act alike: the same folder, or parameter-free with one config."""
+    if a == b:
+        return True
+    if kinds[a] != kinds[b] or kinds[a] not in ("Pooling", "Normalize"):
+        return False
+    if kinds[a] == "Normalize":
+        return True
+    return (pooling_mode_from_config(read_json(folder / a / "config.json"), str(folder / a / "config.json"))
+            == pooling_mode_from_config(read_json(folder / b / "config.json"), str(folder / b / "config.json")))
 
 
 def resolve_hub_folder(name: str | Path) -> Path:
@@ -181,11 +307,13 @@ def load(
     special_tokens: str | None | object = UNSET,
     query_prompt: str | None = None,
     document_prompt: str | None = None,
+    asym: bool = False,
 ) -> BiEncoder:
     """Load a bi-encoder.
 
     ``name_or_path`` is a sentence-transformers folder (``modules.json``; also published ones
-    with legacy pooling keys, ``Dense`` and ``Normalize`` modules), a plain transformers
+    with legacy pooling keys, ``Dense`` and ``Normalize`` modules, and asymmetric ones: a
+    ``Router``/``Asym`` of a query and a document transformer), a plain transformers
     folder, a hub id, or a ``.gguf`` file. Arguments left ``None`` come from the saved folder;
     a given argument overrides it (a plain backbone defaults to ``mean`` pooling).
 
@@ -199,12 +327,16 @@ def load(
         query_prompt, document_prompt: prompts (string prefixes); default: the saved ones
             (``sgpt_format.json``, else sentence-transformers' ``prompts`` ``query`` and
             ``document``/``passage``).
+        asym: give a symmetric model (plain backbone or saved folder) separate query and
+            document towers, two copies of its transformer (``BiEncoder.make_asymmetric``);
+            an asymmetric folder loads asymmetric either way.
 
     Returns:
         A ``BiEncoder`` in eval mode.
 
     Raises:
-        ValueError: unsupported module types or pooling configs, naming the file.
+        ValueError: unsupported module types, pooling or router configs, or towers with
+            different tokenizers, naming the file.
         OSError: the model cannot be found.
     """
     if pooling is not None:
@@ -216,19 +348,32 @@ def load(
         fmt = _text_format({}, special_tokens, query_prompt, document_prompt)
         model = BiEncoder(backbone, tokenizer, pooling=pooling or "mean", max_seq_length=max_seq_length,
                           text_format=fmt)
+        if asym:
+            model.make_asymmetric()
         return model.to(device or "cpu").eval()
 
     entries = sorted(read_json(modules_file), key=lambda e: int(e["idx"]))
-    kinds = [_module_kind(e, str(modules_file)) for e in entries]
-    if kinds.count("Transformer") != 1 or kinds[0] != "Transformer":
-        raise ValueError(f"{modules_file}: expected exactly one Transformer module, first; got {kinds}")
-    sub = entries[0].get("path", "")
-    backbone, tokenizer = load_backbone(root, dtype=dtype, subfolder=sub)
-    st_config = root / sub / "sentence_bert_config.json"
+    kinds = [_module_kind(e.get("type", ""), str(modules_file)) for e in entries]
+    if kinds[:1] not in (["Transformer"], ["Router"]) or kinds.count("Transformer") + kinds.count("Router") != 1:
+        raise ValueError(f"{modules_file}: expected exactly one Transformer (or Router) module, first; got {kinds}")
+    rest = [(root / e["path"], k) for e, k in zip(entries[1:], kinds[1:])]
+    document, default_role = None, "document"
+    if kinds[0] == "Transformer":
+        query_folder = root / entries[0].get("path", "")
+        backbone, tokenizer = load_backbone(query_folder, dtype=dtype)
+    else:
+        query_folder, document_folder, shared, default_role = _read_router(root / entries[0].get("path", ""))
+        rest = shared + rest
+        backbone, tokenizer = load_backbone(query_folder, dtype=dtype)
+        document, document_tokenizer = load_backbone(document_folder, dtype=dtype)
+        if document_tokenizer.get_vocab() != tokenizer.get_vocab():
+            raise ValueError(f"{root}: the query and document towers have different tokenizers "
+                             f"({query_folder.name}, {document_folder.name}); sgpt shares one")
+        _warn_if_configs_differ(query_folder, document_folder)
+    st_config = query_folder / "sentence_bert_config.json"
     saved = read_json(st_config) if st_config.exists() else {}
     saved_pooling, dense, normalize, seen_pooling = None, [], False, False
-    for entry, kind in zip(entries[1:], kinds[1:]):
-        folder = root / entry["path"]
+    for folder, kind in rest:
         if kind == "Pooling":
             saved_pooling = pooling_mode_from_config(read_json(folder / "config.json"), str(folder / "config.json"))
             seen_pooling = True
@@ -244,8 +389,21 @@ def load(
         max_seq_length=max_seq_length or saved.get("max_seq_length"),
         dense=dense, normalize=normalize, do_lower_case=bool(saved.get("do_lower_case", False)),
         text_format=_text_format(saved_format(root), special_tokens, query_prompt, document_prompt),
+        document_backbone=document, default_role=default_role,
     )
+    if asym and not model.is_asymmetric:
+        model.make_asymmetric()
     return model.to(device or "cpu").eval()
+
+
+def _warn_if_configs_differ(query: Path, document: Path) -> None:
+    """sgpt uses one length and casing for both towers: the query tower's; say so when they differ."""
+    configs = [read_json(f / "sentence_bert_config.json") if (f / "sentence_bert_config.json").exists() else {}
+               for f in (query, document)]
+    for key in ("max_seq_length", "do_lower_case"):
+        if configs[0].get(key) != configs[1].get(key):
+            logger.warning("%s: %s is %r for the query tower but %r for the document tower; using %r for both",
+                           document.parent, key, configs[0].get(key), configs[1].get(key), configs[0].get(key))
 
 
 def saved_format(root: Path) -> dict:

@@ -20,7 +20,8 @@ def apply_freezing(model: nn.Module, *, freeze: bool = False, freezenonbias: boo
     keeps the token embeddings trainable.
 
     Args:
-        model: a ``BiEncoder`` (anything with a ``backbone`` attribute).
+        model: a ``BiEncoder`` (anything with a ``backbone`` attribute); an asymmetric one has
+            both towers frozen alike.
 
     Returns:
         ``(trainable, total)`` parameter counts.
@@ -29,10 +30,11 @@ def apply_freezing(model: nn.Module, *, freeze: bool = False, freezenonbias: boo
         ValueError: BitFit asked on a backbone without bias tensors (e.g. LLaMA-family models
             such as SmolLM2), which would train nothing.
     """
-    backbone = model.backbone
+    towers = model.towers() if hasattr(model, "towers") else [model.backbone]  # asym: both towers
     if freezenonbias:
-        biases = [name for name, _ in backbone.named_parameters() if "bias" in name]
+        biases = [name for tower in towers for name, _ in tower.named_parameters() if "bias" in name]
         if not biases:
+            backbone = towers[0]
             kind = getattr(getattr(backbone, "config", None), "model_type", type(backbone).__name__)
             raise ValueError(
                 f"--freezenonbias (BitFit) trains only bias tensors, but this {kind} backbone has none "
@@ -40,10 +42,11 @@ def apply_freezing(model: nn.Module, *, freeze: bool = False, freezenonbias: boo
                 "Alternatives: full fine-tuning (drop --freezenonbias), --freeze with extra dense layers, "
                 "or LoRA via peft.")
     if freeze or freezenonbias:
-        embeddings = backbone.get_input_embeddings() if unfreeze_wte else None
-        keep = {id(p) for p in embeddings.parameters()} if embeddings is not None else set()
-        for name, p in backbone.named_parameters():
-            p.requires_grad = (freezenonbias and "bias" in name) or id(p) in keep
+        for tower in towers:
+            embeddings = tower.get_input_embeddings() if unfreeze_wte else None
+            keep = {id(p) for p in embeddings.parameters()} if embeddings is not None else set()
+            for name, p in tower.named_parameters():
+                p.requires_grad = (freezenonbias and "bias" in name) or id(p) in keep
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     logger.info("trainable parameters: %d of %d (%.4f%%)", trainable, total, 100.0 * trainable / max(total, 1))
