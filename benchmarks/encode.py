@@ -14,44 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from common import REPO, minilm_path, smollm2_path, stsb_test_sentences
-
-
-def run(name: str, path: str, pooling: str, texts: list[str], batch: int, precision: str, repeats: int) -> dict:
-    from sentence_transformers import SentenceTransformer
-
-    import sgpt
-
-    folder = REPO / "runs" / f"bench-encode-{name}"
-    if not (folder / "modules.json").exists():
-        sgpt.load(path, pooling=pooling).save(folder)
-    dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
-    ours = sgpt.load(folder, dtype=dtype)
-    st = SentenceTransformer(str(folder), device="cpu", model_kwargs={"dtype": dtype})
-    n_tokens = sum(len(ids) for ids in ours.token_ids(texts))
-
-    def timed(fn) -> tuple[float, np.ndarray]:
-        fn(texts[:64])
-        best, out = float("inf"), None
-        for _ in range(repeats):
-            t = time.perf_counter()
-            out = fn(texts)
-            best = min(best, time.perf_counter() - t)
-        return best, np.asarray(out, dtype=np.float32)
-
-    t_ours, e_ours = timed(lambda x: ours.encode(x, batch_size=batch))
-    t_st, e_st = timed(lambda x: st.encode(x, batch_size=batch, convert_to_numpy=True))
-    diff = float(np.abs(e_ours - e_st).max())
-    cos = float(np.min(np.sum(e_ours * e_st, 1) / (np.linalg.norm(e_ours, axis=1) * np.linalg.norm(e_st, axis=1))))
-    return {"model": name, "texts": len(texts), "tokens": n_tokens, "batch_size": batch, "precision": precision,
-            "sgpt_s": t_ours, "st_s": t_st, "sgpt_tokens_per_s": n_tokens / t_ours, "st_tokens_per_s": n_tokens / t_st,
-            "speedup": t_st / t_ours, "max_abs_diff": diff, "min_cosine": cos}
+from common import encode_vs_st, minilm_path, smollm2_path, stsb_test_sentences
 
 
 def main() -> None:
@@ -66,7 +33,7 @@ def main() -> None:
     results = []
     for name in args.models:
         get_path, pooling = specs[name]
-        r = run(name, get_path(), pooling, texts, args.batch_size, args.precision, args.repeats)
+        r = encode_vs_st(name, get_path(), pooling, texts, args.batch_size, args.precision, args.repeats)
         results.append(r)
         print(f"{name:8s} sgpt {r['sgpt_tokens_per_s']:8.0f} tok/s  sentence-transformers {r['st_tokens_per_s']:8.0f} "
               f"tok/s  ratio {r['speedup']:.2f}x  max|diff| {r['max_abs_diff']:.2e}  min cos {r['min_cosine']:.6f}")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import sgpt
-from sgpt.data import NoDuplicatesBatchSampler, QueryExamples, RoundRobinExamples
+from sgpt.data import NoDuplicatesBatchSampler, RetrievalExample, RoundRobinExamples
 from sgpt.train import trainer as trainer_mod
 from sgpt.train.config import TrainConfig
 from sgpt.train.losses import mnrl_from_columns
@@ -20,10 +20,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
 
 
-def queries(n: int) -> list[QueryExamples]:
-    return [QueryExamples(f"{WORDS[i % 12]} question {i}",
-                          positives=(f"{WORDS[i % 12]} answer {i}", f"{WORDS[(i + 1) % 12]} answer two {i}"),
-                          negatives=(f"negative {i} a", f"negative {i} b", f"negative {i} c"))
+def queries(n: int) -> list[RetrievalExample]:
+    return [RetrievalExample(f"{WORDS[i % 12]} question {i}",
+                             positives=[f"{WORDS[i % 12]} answer {i}", f"{WORDS[(i + 1) % 12]} answer two {i}"],
+                             negatives=[f"negative {i} a", f"negative {i} b", f"negative {i} c"])
             for i in range(n)]
 
 
@@ -41,15 +41,15 @@ def test_round_robin_rotates_positives_and_negatives_per_epoch():
     two = RoundRobinExamples(queries(1), negatives_per_query=2, seed=0)
     two.set_epoch(1)
     assert two[0][2:] == (two.items[0].negatives[2], two.items[0].negatives[0])
-    pairs = RoundRobinExamples([QueryExamples("q", ("p",))], negatives_per_query=0)
+    pairs = RoundRobinExamples([RetrievalExample("q", ["p"])], negatives_per_query=0)
     assert pairs[0] == ("q", "p")
 
 
 def test_round_robin_errors_name_the_query():
     with pytest.raises(ValueError, match="no positive"):
-        RoundRobinExamples([QueryExamples("what is x", ())])
+        RoundRobinExamples([RetrievalExample("what is x", [])])
     with pytest.raises(ValueError, match="'what is x' has no hard negative"):
-        RoundRobinExamples([QueryExamples("what is x", ("p",))])
+        RoundRobinExamples([RetrievalExample("what is x", ["p"])])
 
 
 def test_sampler_follows_the_epoch_of_changing_examples():

@@ -9,7 +9,9 @@ from collections.abc import Sequence
 
 from sgpt.cli.encode import add_convert_gguf, add_encode
 from sgpt.cli.evaluate import add_eval_sts
-from sgpt.cli.train import add_train_nli
+from sgpt.cli.index import add_index, add_search
+from sgpt.cli.retrieval import add_eval_beir, add_mine_negatives
+from sgpt.cli.train import add_train_nli, add_train_retrieval
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,10 +21,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train a bi-encoder").add_subparsers(dest="task", required=True)
     add_train_nli(train)
+    add_train_retrieval(train)
     evaluate = sub.add_parser("eval", help="evaluate a bi-encoder").add_subparsers(dest="task", required=True)
     add_eval_sts(evaluate)
+    add_eval_beir(evaluate)
     add_encode(sub)
     add_convert_gguf(sub)
+    add_index(sub)
+    add_search(sub)
+    add_mine_negatives(sub)
     return parser
 
 

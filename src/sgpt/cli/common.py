@@ -13,3 +13,12 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-seq-length", type=int, default=None, help="truncate inputs to this many tokens")
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default=None, help="weight dtype (default float32)")
     p.add_argument("--batch-size", type=int, default=32)
+
+
+# sgpt.load arguments that add_model_args (or later additions to it) may provide
+LOAD_ARGS = ("pooling", "max_seq_length", "dtype", "special_tokens", "query_prompt", "document_prompt")
+
+
+def load_kwargs(args: argparse.Namespace) -> dict:
+    """The ``sgpt.load`` keyword arguments given on the command line (flags left unset are omitted)."""
+    return {name: getattr(args, name) for name in LOAD_ARGS if getattr(args, name, None) is not None}

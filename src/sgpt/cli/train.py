@@ -19,12 +19,54 @@ def add_train_nli(sub) -> None:
     p.add_argument("--test-data", help="STS set scored on its test split after training (default: --dev-data)")
     p.add_argument("--eval-before", action=argparse.BooleanOptionalAction, default=False,
                    help="also score the untrained model on the test split")
-    p.add_argument("--output", required=True, help="folder for the trained model and logs")
-    p.add_argument("--max-steps", type=int, default=None, help="optimizer steps (default: one epoch)")
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-5)
     p.add_argument("--max-seq-length", type=int, default=75)
+    add_training_args(p, batch_size=64)
+    p.set_defaults(func=_run_train_nli)
+
+
+def add_train_retrieval(sub) -> None:
+    p = sub.add_parser("retrieval", help="train for asymmetric search (query -> passage) with MNRL over "
+                       "in-batch and hard negatives, score on BEIR-layout test sets",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", required=True, help="hub id, folder, .gguf file or saved bi-encoder")
+    p.add_argument("--pooling", choices=POOLING_MODES, default="weightedmean")
+    p.add_argument("--special-tokens", choices=["specb", "speca", "none"], default=None,
+                   help="SGPT query/document brackets (default: the saved model's choice, else none)")
+    p.add_argument("--query-prompt", default=None, help="text put in front of every query, e.g. 'query: '")
+    p.add_argument("--document-prompt", default=None, help="text put in front of every document")
+    p.add_argument("--asym", action="store_true", help="separate query and document towers (SPEC 1.8)")
+    p.add_argument("--train-data", action="append", required=True,
+                   help="BEIR-layout folder (its --split qrels, negatives from --negatives) or generic "
+                        "jsonl {query, pos: [...], neg: [...]}; repeatable")
+    p.add_argument("--split", default="train", help="qrels split of BEIR-layout training folders")
+    p.add_argument("--negatives", help="hard negatives of a BEIR-layout folder (from `sgpt mine-negatives`)")
+    p.add_argument("--negatives-per-query", type=int, default=1,
+                   help="hard negatives per training example (rotated round-robin over epochs); 0 = in-batch only")
+    p.add_argument("--eval-data", action="append", default=[],
+                   help="BEIR-layout folder scored (nDCG@10 ...) on --eval-split after training; repeatable")
+    p.add_argument("--eval-split", default="test")
+    p.add_argument("--eval-precision", choices=["float32", "bfloat16"], default=None,
+                   help="encode evaluation sets in bfloat16 autocast (faster; default float32)")
+    p.add_argument("--eval-before", action=argparse.BooleanOptionalAction, default=False,
+                   help="also score the untrained model on --eval-data")
+    p.add_argument("--dev-data", help="BEIR-layout folder whose --dev-split picks the best checkpoint by "
+                   "nDCG@10 (never select on test data); default: keep the last model")
+    p.add_argument("--dev-split", default="dev")
+    p.add_argument("--max-seq-length", type=int, default=300)
+    p.add_argument("--no-checkpoints", dest="checkpoints", action="store_false",
+                   help="do not save a checkpoint at the end of every epoch")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --output")
+    add_training_args(p, batch_size=32)
+    p.set_defaults(func=_run_train_retrieval)
+
+
+def add_training_args(p: argparse.ArgumentParser, *, batch_size: int) -> None:
+    """Flags every training command shares: output, optimisation, precision, freezing, logging, scaling."""
+    p.add_argument("--output", required=True, help="folder for the trained model and logs")
+    p.add_argument("--max-steps", type=int, default=None, help="optimizer steps (default: --epochs epochs)")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=batch_size)
+    p.add_argument("--lr", type=float, default=2e-5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--warmup-ratio", type=float, default=0.1)
     p.add_argument("--weight-decay", type=float, default=0.01)
@@ -42,7 +84,18 @@ def add_train_nli(sub) -> None:
     p.add_argument("--log-with", action="append", default=[], choices=["wandb", "tensorboard"],
                    help="experiment tracker (repeatable)")
     add_batch_scaling_args(p)
-    p.set_defaults(func=_run_train_nli)
+
+
+def train_config(args: argparse.Namespace, **extra):
+    """The ``TrainConfig`` of the flags of :func:`add_training_args` (+ ``extra`` fields)."""
+    from sgpt.train.config import TrainConfig
+
+    return TrainConfig(
+        output=args.output, batch_size=args.batch_size, lr=args.lr, epochs=args.epochs, max_steps=args.max_steps,
+        warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, grad_accum=args.grad_accum, seed=args.seed,
+        precision=args.precision, micro_batch_size=args.micro_batch_size, eval_steps=args.eval_steps,
+        eval_batch_size=args.eval_batch_size, log_with=tuple(args.log_with), **batch_scaling_config(args), **extra,
+    )
 
 
 def chunk_size_arg(value: str) -> int | str:
@@ -79,15 +132,9 @@ def batch_scaling_config(args: argparse.Namespace) -> dict:
 
 
 def _run_train_nli(args: argparse.Namespace) -> int:
-    from sgpt.train.config import TrainConfig
     from sgpt.train.nli import train_nli
 
-    cfg = TrainConfig(
-        output=args.output, batch_size=args.batch_size, lr=args.lr, epochs=args.epochs, max_steps=args.max_steps,
-        warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, grad_accum=args.grad_accum, seed=args.seed,
-        precision=args.precision, micro_batch_size=args.micro_batch_size, eval_steps=args.eval_steps,
-        eval_batch_size=args.eval_batch_size, log_with=tuple(args.log_with), **batch_scaling_config(args),
-    )
+    cfg = train_config(args)
     results = train_nli(
         args.model, args.train_data, cfg, pooling=args.pooling, max_seq_length=args.max_seq_length,
         dev_data=args.dev_data, test_data=args.test_data, eval_before=args.eval_before, freeze=args.freeze,
@@ -100,3 +147,24 @@ def _run_train_nli(args: argparse.Namespace) -> int:
     return 0
 
 
+
+
+def _run_train_retrieval(args: argparse.Namespace) -> int:
+    from sgpt.model.folder import UNSET
+    from sgpt.train.retrieval import train_retrieval
+
+    cfg = train_config(args, checkpoint_every_epoch=args.checkpoints, resume=args.resume)
+    special = UNSET if args.special_tokens is None else (None if args.special_tokens == "none" else args.special_tokens)
+    results = train_retrieval(
+        args.model, args.train_data, cfg, pooling=args.pooling, max_seq_length=args.max_seq_length,
+        special_tokens=special, query_prompt=args.query_prompt, document_prompt=args.document_prompt,
+        asym=args.asym, split=args.split, negatives=args.negatives, negatives_per_query=args.negatives_per_query,
+        eval_data=args.eval_data, eval_split=args.eval_split, eval_before=args.eval_before,
+        dev_data=args.dev_data, dev_split=args.dev_split, freeze=args.freeze, freezenonbias=args.freezenonbias,
+        skip_bad_rows=args.skip_bad_rows, dtype=args.dtype, eval_precision=args.eval_precision,
+    )
+    for key in ("before", "after"):
+        for name, scores in (results.get(key) or {}).items():
+            print(f"{key}: {name} ndcg@10 = {scores['ndcg@10']:.4f}")
+    print(f"model saved to {args.output}")
+    return 0

@@ -4,16 +4,8 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True)
-class QueryExamples:
-    """One training query with its relevant passages and mined hard negatives (texts)."""
-
-    query: str
-    positives: tuple[str, ...]
-    negatives: tuple[str, ...] = ()
+from sgpt.data.readers_retrieval import RetrievalExample
 
 
 class RoundRobinExamples(Sequence):
@@ -36,13 +28,13 @@ class RoundRobinExamples(Sequence):
             naming the query.
     """
 
-    def __init__(self, queries: Sequence[QueryExamples], *, negatives_per_query: int = 1, seed: int = 0) -> None:
+    def __init__(self, queries: Sequence[RetrievalExample], *, negatives_per_query: int = 1, seed: int = 0) -> None:
         if not queries:
             raise ValueError("no training queries")
         if negatives_per_query < 0:
             raise ValueError(f"negatives_per_query must be >= 0, got {negatives_per_query}")
         rng = random.Random(seed)
-        self.items: list[QueryExamples] = []
+        self.items: list[RetrievalExample] = []
         for q in queries:
             if not q.positives:
                 raise ValueError(f"training query {q.query[:60]!r} has no positive passage")
@@ -51,7 +43,7 @@ class RoundRobinExamples(Sequence):
                                  "or train with negatives_per_query=0")
             negatives = list(q.negatives)
             rng.shuffle(negatives)
-            self.items.append(QueryExamples(q.query, tuple(q.positives), tuple(negatives)))
+            self.items.append(RetrievalExample(q.query, list(q.positives), negatives, q.query_id))
         self.negatives_per_query = negatives_per_query
         self.epoch = 0
 

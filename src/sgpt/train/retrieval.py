@@ -1,0 +1,159 @@
+"""The retrieval recipe (asymmetric search, SPEC 2.2): queries, positives and hard negatives -> MNRL
+with queries and documents formatted (and, with ``asym``, embedded) by role -> nDCG@10 on BEIR sets.
+
+Reads top to bottom: data, model, freezing, before-scores, training, after-scores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from sgpt.data import RoundRobinExamples
+from sgpt.data.readers_retrieval import RetrievalExample, beir_examples, load_beir, read_retrieval_examples
+from sgpt.evaluation.retrieval import evaluate_retrieval
+from sgpt.model.biencoder import BiEncoder
+from sgpt.model.folder import UNSET, load
+from sgpt.train.config import TrainConfig
+from sgpt.train.distributed import is_main_process
+from sgpt.train.params import apply_freezing
+from sgpt.train.trainer import QUERY_DOCUMENT, fit
+from sgpt.utils.io import write_json
+
+logger = logging.getLogger("sgpt.train")
+
+SELECTION_METRIC = "ndcg@10"
+
+
+def load_retrieval_examples(paths: Sequence[str | Path], *, split: str = "train", negatives: str | Path | None = None,
+                            negatives_per_query: int = 1, skip_bad_rows: bool = False) -> list[RetrievalExample]:
+    """Training queries from every path: a BEIR-layout folder (its ``split`` qrels; hard negatives
+    by id from ``negatives``, a ``sgpt mine-negatives`` file) or a generic
+    ``{query, pos: [...], neg: [...]}`` jsonl file.
+
+    With ``negatives_per_query > 0`` queries without any hard negative are left out and counted
+    (SGPT keeps a query only with at least one positive and one negative, SPEC 2.2).
+
+    Raises:
+        ValueError: no usable training query (saying why).
+    """
+    examples: list[RetrievalExample] = []
+    for path in paths:
+        if Path(path).is_dir():
+            examples.extend(beir_examples(path, split, negatives, skip_bad_rows=skip_bad_rows))
+        else:
+            examples.extend(read_retrieval_examples(path, skip_bad_rows=skip_bad_rows))
+    if negatives_per_query > 0:
+        kept = [e for e in examples if e.negatives]
+        if len(kept) < len(examples):
+            logger.warning("%d of %d training queries have no hard negative and are left out",
+                           len(examples) - len(kept), len(examples))
+        if examples and not kept:
+            raise ValueError("no training query has a hard negative: mine some (`sgpt mine-negatives`) and pass "
+                             "--negatives, or train with --negatives-per-query 0")
+        examples = kept
+    if not examples:
+        raise ValueError(f"no training queries in {', '.join(map(str, paths))}")
+    return examples
+
+
+def beir_evaluator(path: str | Path, split: str, batch_size: int, *, precision: str | None = None,
+                   skip_bad_rows: bool = False):
+    """``model -> metrics`` (nDCG@k, MAP, recall, MRR) on a BEIR-layout split; data read once.
+    Encoding shows progress bars on the main process."""
+    data = load_beir(path, split, skip_bad_rows=skip_bad_rows)
+
+    def run(model: BiEncoder) -> dict:
+        return evaluate_retrieval(model, data, batch_size=batch_size, precision=precision,
+                                  show_progress=is_main_process())
+
+    return run
+
+
+def train_retrieval(
+    model_name: str,
+    train_data: Sequence[str | Path],
+    cfg: TrainConfig,
+    *,
+    pooling: str = "weightedmean",
+    max_seq_length: int = 300,
+    special_tokens: str | None | object = UNSET,
+    query_prompt: str | None = None,
+    document_prompt: str | None = None,
+    asym: bool = False,
+    split: str = "train",
+    negatives: str | Path | None = None,
+    negatives_per_query: int = 1,
+    eval_data: Sequence[str | Path] = (),
+    eval_split: str = "test",
+    eval_before: bool = False,
+    dev_data: str | Path | None = None,
+    dev_split: str = "dev",
+    freeze: bool = False,
+    freezenonbias: bool = False,
+    skip_bad_rows: bool = False,
+    dtype: str | None = None,
+    eval_precision: str | None = None,
+) -> dict:
+    """Train a bi-encoder for asymmetric search with MNRL over in-batch and hard negatives (SPEC 2.2).
+
+    Each epoch gives every training query one example ``(query, positive, negative_1..n)``,
+    rotating round-robin through its positives and (once-shuffled) negatives
+    (:class:`sgpt.data.RoundRobinExamples`). Column 0 is embedded as a query, the rest as
+    documents (brackets/prompts of ``special_tokens``/``query_prompt``/``document_prompt``;
+    separate towers with ``asym``).
+
+    Args:
+        model_name: hub id, folder or ``.gguf`` file of the backbone, or a saved bi-encoder.
+        train_data: BEIR-layout folders or generic retrieval jsonl files (see
+            :func:`load_retrieval_examples`).
+        cfg: training settings (``checkpoint_every_epoch``/``resume`` for epoch checkpoints).
+        pooling, max_seq_length: bi-encoder settings (SGPT msmarco: weightedmean, 300).
+        special_tokens: ``"specb"``, ``"speca"`` or ``None``; default: the saved model's choice.
+        query_prompt, document_prompt: prompts (string prefixes); default: the saved ones.
+        asym: separate query and document towers (SPEC 1.8).
+        split, negatives, negatives_per_query: see :func:`load_retrieval_examples`.
+        eval_data: BEIR-layout folders scored on ``eval_split`` after training (and before, with
+            ``eval_before``); never used to pick a checkpoint.
+        dev_data: BEIR-layout folder whose ``dev_split`` picks the best checkpoint by nDCG@10
+            (default: the last model is kept).
+        freeze, freezenonbias: see ``sgpt.train.params.apply_freezing``.
+        skip_bad_rows: skip (and count) malformed data rows instead of stopping.
+        dtype: backbone weight dtype.
+        eval_precision: ``"bfloat16"`` to encode evaluation sets under autocast (default float32).
+
+    Returns:
+        ``{"train": fit summary, "n_queries", "before": {name: metrics} | None, "after": {name: metrics}}``,
+        also written to ``<output>/eval/results.json``.
+    """
+    examples = load_retrieval_examples(train_data, split=split, negatives=negatives,
+                                       negatives_per_query=negatives_per_query, skip_bad_rows=skip_bad_rows)
+    logger.info("%d training queries", len(examples))
+    load_kwargs = {"asym": True} if asym else {}
+    model = load(model_name, pooling=pooling, max_seq_length=max_seq_length, dtype=dtype,
+                 special_tokens=special_tokens, query_prompt=query_prompt, document_prompt=document_prompt,
+                 **load_kwargs)
+    apply_freezing(model, freeze=freeze, freezenonbias=freezenonbias)
+    tests = {Path(p).name: beir_evaluator(p, eval_split, cfg.eval_batch_size, precision=eval_precision,
+                                          skip_bad_rows=skip_bad_rows) for p in eval_data}
+    before = None
+    if eval_before and is_main_process():
+        before = {name: run(model) for name, run in tests.items()}
+        for name, scores in before.items():
+            logger.info("before training: %s ndcg@10 = %.4f", name, scores["ndcg@10"])
+    dev = None
+    if dev_data is not None:
+        dev = beir_evaluator(dev_data, dev_split, cfg.eval_batch_size, precision=eval_precision,
+                             skip_bad_rows=skip_bad_rows)
+        cfg = dataclasses.replace(cfg, selection_metric=SELECTION_METRIC)
+    data = RoundRobinExamples(examples, negatives_per_query=negatives_per_query, seed=cfg.seed)
+    summary = fit(model, data, cfg, evaluator=dev, roles=QUERY_DOCUMENT)
+    if not is_main_process():
+        return {"train": summary, "n_queries": len(examples), "before": before, "after": None}
+    trained = load(cfg.output) if tests else None
+    after = {name: run(trained) for name, run in tests.items()}
+    results = {"train": summary, "n_queries": len(examples), "before": before, "after": after}
+    write_json(Path(cfg.output) / "eval" / "results.json", results)
+    return results
