@@ -16,5 +16,5 @@ mkdir -p "$OUT"
     --train-data "$DATA/beir/scifact" --negatives "$OUT/bm25_negatives.jsonl" \
     --eval-data "$DATA/beir/scifact" --eval-data "$DATA/msmarco/dl19-subset" \
     --eval-data "$DATA/beir/dbpedia-entity-subset" --eval-before \
-    --output "$OUT/smollm2" --batch-size 16 --epochs 1 --lr 2e-5 --max-seq-length 128 --precision bf16 \
+    --output "$OUT/smollm2" --batch-size 16 --epochs 1 --lr 2e-5 --max-seq-length ${MAXLEN:-128} --precision bf16 \
     --eval-precision bfloat16 --seed 0 "$@"

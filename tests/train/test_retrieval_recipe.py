@@ -10,7 +10,7 @@ import sgpt
 from sgpt.cli import main
 from sgpt.data import load_beir
 from sgpt.evaluation.retrieval import evaluate_retrieval
-from sgpt.train.retrieval import load_retrieval_examples
+from sgpt.train.retrieval import load_retrieval_examples, with_negatives
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -45,11 +45,23 @@ def write_beir(folder, with_negatives=True):
 def test_queries_without_negatives_are_left_out(tmp_path, caplog):
     folder, negatives = write_beir(tmp_path / "toy", with_negatives=False)
     examples = load_retrieval_examples([folder], negatives=negatives)
-    assert [e.query for e in examples] == QUESTIONS[:3]
+    kept, n = with_negatives(examples, 1)
+    assert [e.query for e in kept] == QUESTIONS[:3] and n == 1
     assert "3 of 6 training queries have no hard negative" in caplog.text
-    assert len(load_retrieval_examples([folder], negatives=negatives, negatives_per_query=0)) == 6
-    with pytest.raises(ValueError, match="no training query has a hard negative"):
-        load_retrieval_examples([folder])
+    assert with_negatives(examples, 0) == (examples, 0)
+    # no negatives at all: in-batch negatives only, said out loud
+    none, n = with_negatives(load_retrieval_examples([folder]), 1)
+    assert len(none) == 6 and n == 0 and "in-batch negatives only" in caplog.text
+
+
+def test_bm25_negatives_mined_on_the_fly(tmp_path):
+    folder, _ = write_beir(tmp_path / "toy")
+    examples = load_retrieval_examples([folder], negatives="bm25", mined_dir=tmp_path / "mined")
+    assert (tmp_path / "mined" / "toy-bm25.jsonl").exists()
+    by_query = {e.query: e for e in examples}
+    apples = by_query["where do apples grow"]
+    assert apples.positives == [TOPICS[0]] and TOPICS[0] not in apples.negatives
+    assert all(e.query not in e.negatives for e in examples)
 
 
 def test_train_retrieval_cli_end_to_end(minilm_path, tmp_path, capsys):

@@ -39,7 +39,8 @@ def add_train_retrieval(sub) -> None:
                    help="BEIR-layout folder (its --split qrels, negatives from --negatives) or generic "
                         "jsonl {query, pos: [...], neg: [...]}; repeatable")
     p.add_argument("--split", default="train", help="qrels split of BEIR-layout training folders")
-    p.add_argument("--negatives", help="hard negatives of a BEIR-layout folder (from `sgpt mine-negatives`)")
+    p.add_argument("--negatives", help="hard negatives of a BEIR-layout folder: a `sgpt mine-negatives` file, or "
+                   "'bm25' to mine the top 30 BM25 hits now (default: none, in-batch negatives only)")
     p.add_argument("--negatives-per-query", type=int, default=1,
                    help="hard negatives per training example (rotated round-robin over epochs); 0 = in-batch only")
     p.add_argument("--eval-data", action="append", default=[],

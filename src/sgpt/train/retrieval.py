@@ -28,35 +28,59 @@ SELECTION_METRIC = "ndcg@10"
 
 
 def load_retrieval_examples(paths: Sequence[str | Path], *, split: str = "train", negatives: str | Path | None = None,
-                            negatives_per_query: int = 1, skip_bad_rows: bool = False) -> list[RetrievalExample]:
+                            skip_bad_rows: bool = False, mined_dir: str | Path | None = None) -> list[RetrievalExample]:
     """Training queries from every path: a BEIR-layout folder (its ``split`` qrels; hard negatives
-    by id from ``negatives``, a ``sgpt mine-negatives`` file) or a generic
-    ``{query, pos: [...], neg: [...]}`` jsonl file.
-
-    With ``negatives_per_query > 0`` queries without any hard negative are left out and counted
-    (SGPT keeps a query only with at least one positive and one negative, SPEC 2.2).
+    by id from ``negatives``, a ``sgpt mine-negatives`` file, or ``"bm25"`` to mine them now with
+    BM25, top 30, written to ``mined_dir``) or a generic ``{query, pos: [...], neg: [...]}`` jsonl file.
 
     Raises:
-        ValueError: no usable training query (saying why).
+        ValueError: no training query at all.
     """
     examples: list[RetrievalExample] = []
     for path in paths:
-        if Path(path).is_dir():
-            examples.extend(beir_examples(path, split, negatives, skip_bad_rows=skip_bad_rows))
-        else:
+        if not Path(path).is_dir():
             examples.extend(read_retrieval_examples(path, skip_bad_rows=skip_bad_rows))
-    if negatives_per_query > 0:
-        kept = [e for e in examples if e.negatives]
-        if len(kept) < len(examples):
-            logger.warning("%d of %d training queries have no hard negative and are left out",
-                           len(examples) - len(kept), len(examples))
-        if examples and not kept:
-            raise ValueError("no training query has a hard negative: mine some (`sgpt mine-negatives`) and pass "
-                             "--negatives, or train with --negatives-per-query 0")
-        examples = kept
+            continue
+        source = negatives
+        if negatives == "bm25":
+            source = mine_bm25_negatives(path, split, Path(mined_dir or ".") / f"{Path(path).name}-bm25.jsonl",
+                                         skip_bad_rows=skip_bad_rows)
+        examples.extend(beir_examples(path, split, source, skip_bad_rows=skip_bad_rows))
     if not examples:
         raise ValueError(f"no training queries in {', '.join(map(str, paths))}")
     return examples
+
+
+def mine_bm25_negatives(folder: str | Path, split: str, out: Path, *, k: int = 30, skip_bad_rows: bool = False) -> Path:
+    """Mine BM25 hard negatives (top ``k``, positives skipped) for a BEIR split into ``out``."""
+    from sgpt.search.bm25 import BM25Retriever
+    from sgpt.search.mining import mine_negatives, write_negatives
+
+    data = load_beir(folder, split, skip_bad_rows=skip_bad_rows)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_negatives(out, mine_negatives(data, BM25Retriever(data.corpus), k=k))
+    logger.info("mined BM25 negatives for %d queries of %s into %s", len(data.queries), folder, out)
+    return out
+
+
+def with_negatives(examples: list[RetrievalExample], negatives_per_query: int) -> tuple[list[RetrievalExample], int]:
+    """The examples to train on and the hard negatives per example.
+
+    With ``negatives_per_query > 0``, queries without any hard negative are left out and counted
+    (SGPT keeps a query only with a positive and a negative, SPEC 2.2); when no query has one, the
+    run falls back to in-batch negatives only (0), with a warning.
+    """
+    if negatives_per_query == 0:
+        return examples, 0
+    kept = [e for e in examples if e.negatives]
+    if not kept:
+        logger.warning("no hard negatives (--negatives): training with in-batch negatives only; mine some with "
+                       "`sgpt mine-negatives` or pass --negatives bm25")
+        return examples, 0
+    if len(kept) < len(examples):
+        logger.warning("%d of %d training queries have no hard negative and are left out",
+                       len(examples) - len(kept), len(examples))
+    return kept, negatives_per_query
 
 
 def beir_evaluator(path: str | Path, split: str, batch_size: int, *, precision: str | None = None,
@@ -114,7 +138,8 @@ def train_retrieval(
         special_tokens: ``"specb"``, ``"speca"`` or ``None``; default: the saved model's choice.
         query_prompt, document_prompt: prompts (string prefixes); default: the saved ones.
         asym: separate query and document towers (SPEC 1.8).
-        split, negatives, negatives_per_query: see :func:`load_retrieval_examples`.
+        split, negatives: see :func:`load_retrieval_examples`.
+        negatives_per_query: hard negatives per example; see :func:`with_negatives`.
         eval_data: BEIR-layout folders scored on ``eval_split`` after training (and before, with
             ``eval_before``); never used to pick a checkpoint.
         dev_data: BEIR-layout folder whose ``dev_split`` picks the best checkpoint by nDCG@10
@@ -128,9 +153,10 @@ def train_retrieval(
         ``{"train": fit summary, "n_queries", "before": {name: metrics} | None, "after": {name: metrics}}``,
         also written to ``<output>/eval/results.json``.
     """
-    examples = load_retrieval_examples(train_data, split=split, negatives=negatives,
-                                       negatives_per_query=negatives_per_query, skip_bad_rows=skip_bad_rows)
-    logger.info("%d training queries", len(examples))
+    examples = load_retrieval_examples(train_data, split=split, negatives=negatives, skip_bad_rows=skip_bad_rows,
+                                       mined_dir=Path(cfg.output) / "negatives")
+    examples, negatives_per_query = with_negatives(examples, negatives_per_query)
+    logger.info("%d training queries, %d hard negatives each", len(examples), negatives_per_query)
     load_kwargs = {"asym": True} if asym else {}
     model = load(model_name, pooling=pooling, max_seq_length=max_seq_length, dtype=dtype,
                  special_tokens=special_tokens, query_prompt=query_prompt, document_prompt=document_prompt,
