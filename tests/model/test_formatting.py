@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import torch
 import pytest
 
 import sgpt
@@ -128,3 +129,20 @@ def test_text_format_rejects_unknown_values(tmp_path, tiny_gpt_dir):
         sgpt.load(tmp_path / "m")
     with pytest.raises(ValueError, match="role"):
         m.token_ids(["x"], "passage")
+
+
+def test_speca_start_is_the_same_on_every_load(tiny_gpt_dir):
+    a = sgpt.load(tiny_gpt_dir, special_tokens="speca")
+    b = sgpt.load(tiny_gpt_dir, special_tokens="speca")
+    rows_a, rows_b = (m.backbone.get_input_embeddings().weight[-4:] for m in (a, b))
+    assert torch.equal(rows_a, rows_b)
+    assert len({tuple(r.tolist()) for r in rows_a}) == 4  # four distinct tokens
+    np.testing.assert_array_equal(a.encode_queries(["alpha"]), b.encode_queries(["alpha"]))
+
+
+def test_max_seq_length_is_checked_against_the_model(minilm_path, caplog):
+    with pytest.raises(ValueError, match="max_seq_length must be >= 1, got 0"):
+        sgpt.load(minilm_path, max_seq_length=0)
+    m = sgpt.load(minilm_path, max_seq_length=100_000)
+    assert m.max_seq_length == 512 and "longer than the model's 512 positions" in caplog.text
+    assert m.encode(["word " * 2000]).shape == (1, 384)  # cut to 512 tokens, no crash inside the model

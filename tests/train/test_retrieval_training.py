@@ -79,7 +79,7 @@ def test_query_document_step_embeds_each_column_in_its_role(tiny_gpt_dir, tmp_pa
         if p.grad is not None:
             torch.testing.assert_close(got[n], p.grad, rtol=1e-4, atol=1e-6)
     plain = mnrl_from_columns([model.embed(c) for c in cols], scale=20.0)  # without roles: another loss
-    assert abs(float(plain) - loss) > 1e-4
+    assert abs(float(plain.detach()) - loss) > 1e-4
 
 
 def _train_log(folder):
@@ -136,3 +136,43 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tiny_gpt_dir, tmp_path
     back = sgpt.load(tmp_path / "resumed")  # the final folder is the trained model, checkpoints kept
     assert back.text_format.special_tokens == "specb"
     assert (tmp_path / "resumed" / "checkpoints" / "checkpoint-6" / "trainer_state.pt").exists()
+
+
+def test_a_positive_is_never_used_as_a_negative():
+    ex = RoundRobinExamples([RetrievalExample("q", ["p1", "p2"], ["p2", "n1", "n1"])], seed=0)
+    assert ex.items[0].negatives == ["n1"]
+    with pytest.raises(ValueError, match="every hard negative is also one of its positives"):
+        RoundRobinExamples([RetrievalExample("q", ["p1"], ["p1"])])
+
+
+def test_output_folder_that_a_run_would_destroy_is_refused(tiny_gpt_dir, tmp_path):
+    model = sgpt.load(tiny_gpt_dir, pooling="mean")
+    data = RoundRobinExamples(queries(4), seed=0)
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "notes.txt").write_text("important")
+    with pytest.raises(ValueError, match="not an sgpt model or training output; refusing to replace it"):
+        fit(model, data, TrainConfig(output=str(other), batch_size=2, max_steps=1), roles=QUERY_DOCUMENT)
+    assert (other / "notes.txt").read_text() == "important"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="is not a folder"):
+        fit(model, data, TrainConfig(output=str(tmp_path / "file"), batch_size=2, max_steps=1), roles=QUERY_DOCUMENT)
+    out = tmp_path / "out"
+    cfg = TrainConfig(output=str(out), batch_size=2, epochs=1, checkpoint_every_epoch=True)
+    fit(model, data, cfg, roles=QUERY_DOCUMENT)
+    with pytest.raises(ValueError, match="checkpoints of an earlier run; pass --resume"):
+        fit(model, data, cfg, roles=QUERY_DOCUMENT)
+
+
+def test_resume_refuses_a_checkpoint_of_another_run(tiny_gpt_dir, tmp_path):
+    model = sgpt.load(tiny_gpt_dir, pooling="mean")
+    out = tmp_path / "out"
+    fit(model, RoundRobinExamples(queries(4), seed=0),
+        TrainConfig(output=str(out), batch_size=2, epochs=1, checkpoint_every_epoch=True), roles=QUERY_DOCUMENT)
+    changed = TrainConfig(output=str(out), batch_size=2, epochs=2, lr=1e-3, checkpoint_every_epoch=True, resume=True)
+    with pytest.raises(ValueError, match=r"differs: config\.epochs: 1 vs 2; config\.lr: 2e-05 vs 0\.001"):
+        fit(model, RoundRobinExamples(queries(4), seed=0), changed, roles=QUERY_DOCUMENT)
+    cls = sgpt.load(tiny_gpt_dir, pooling="cls")
+    same = TrainConfig(output=str(out), batch_size=2, epochs=1, checkpoint_every_epoch=True, resume=True)
+    with pytest.raises(ValueError, match="model.pooling: 'mean' vs 'cls'"):
+        fit(cls, RoundRobinExamples(queries(4), seed=0), same, roles=QUERY_DOCUMENT)

@@ -21,6 +21,7 @@ class RoundRobinExamples(Sequence):
         queries: the training queries; each needs at least one positive and, when
             ``negatives_per_query > 0``, at least one negative.
         negatives_per_query: hard negatives per example (0 gives (query, positive) pairs).
+            Negatives that are also positives of the query, and repeated ones, are dropped.
         seed: seeds the one-time shuffle of each query's negatives.
 
     Raises:
@@ -41,7 +42,10 @@ class RoundRobinExamples(Sequence):
             if negatives_per_query and not q.negatives:
                 raise ValueError(f"training query {q.query[:60]!r} has no hard negative; mine negatives first "
                                  "or train with negatives_per_query=0")
-            negatives = list(q.negatives)
+            positives = set(q.positives)
+            negatives = [n for n in dict.fromkeys(q.negatives) if n not in positives]  # a positive is never a negative
+            if negatives_per_query and not negatives:
+                raise ValueError(f"training query {q.query[:60]!r}: every hard negative is also one of its positives")
             rng.shuffle(negatives)
             self.items.append(RetrievalExample(q.query, list(q.positives), negatives, q.query_id))
         self.negatives_per_query = negatives_per_query

@@ -137,6 +137,13 @@ def convert_gguf(file: str | Path, out: str | Path) -> Path:
     return Path(out)
 
 
+def position_limit(model: nn.Module) -> int | None:
+    """The most positions the model has learned embeddings for (``max_position_embeddings``;
+    ``None`` when the config does not say)."""
+    limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    return int(limit) if isinstance(limit, int) and limit > 0 else None
+
+
 def max_length_of(model: nn.Module, tokenizer: PreTrainedTokenizerBase) -> int:
     """Longest input the model accepts: the tokenizer's ``model_max_length`` when set, else the
     model's ``max_position_embeddings`` (many decoder tokenizers leave the former unset)."""

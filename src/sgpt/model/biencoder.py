@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
@@ -21,10 +22,32 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from sgpt.data.sampling import length_sorted_batches
-from sgpt.model.backbone import max_length_of, resolve_dtype
+from sgpt.model.backbone import max_length_of, position_limit, resolve_dtype
 from sgpt.model.formatting import ROLES, Formatter, Role, TextFormat, add_speca_tokens
 from sgpt.model.heads import Dense
 from sgpt.model.pooling import check_pooling_mode, pool
+
+
+logger = logging.getLogger("sgpt.model")
+
+
+def checked_max_seq_length(value: int | None, backbone: nn.Module, tokenizer: PreTrainedTokenizerBase) -> int:
+    """``value`` (default: the model's limit), checked: at least 1, and at most the model's learned
+    positions (``max_position_embeddings``); a longer value is cut to that limit with a warning,
+    since longer inputs would fail inside the model.
+
+    Raises:
+        ValueError: ``value < 1``.
+    """
+    if value is None:
+        return int(max_length_of(backbone, tokenizer))
+    if int(value) < 1:
+        raise ValueError(f"max_seq_length must be >= 1, got {value}")
+    limit = position_limit(backbone)
+    if limit is not None and int(value) > limit:
+        logger.warning("max_seq_length %d is longer than the model's %d positions; using %d", value, limit, limit)
+        return limit
+    return int(value)
 
 
 class BiEncoder(nn.Module):
@@ -84,7 +107,7 @@ class BiEncoder(nn.Module):
         self.default_role = default_role
         self.tokenizer = tokenizer
         self.pooling = check_pooling_mode(pooling)
-        self.max_seq_length = int(max_seq_length or max_length_of(backbone, tokenizer))
+        self.max_seq_length = checked_max_seq_length(max_seq_length, backbone, tokenizer)
         self.dense = nn.ModuleList(dense)
         self.normalize = normalize
         self.do_lower_case = do_lower_case

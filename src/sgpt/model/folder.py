@@ -386,7 +386,7 @@ def load(
     model = BiEncoder(
         backbone, tokenizer,
         pooling=pooling or saved_pooling or "mean",
-        max_seq_length=max_seq_length or saved.get("max_seq_length"),
+        max_seq_length=max_seq_length if max_seq_length is not None else saved.get("max_seq_length"),
         dense=dense, normalize=normalize, do_lower_case=bool(saved.get("do_lower_case", False)),
         text_format=_text_format(saved_format(root), special_tokens, query_prompt, document_prompt),
         document_backbone=document, default_role=default_role,

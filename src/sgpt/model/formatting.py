@@ -28,9 +28,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+import torch
 from transformers import PreTrainedTokenizerBase
 
 SPECIAL_TOKEN_MODES = ("specb", "speca")
+SPECA_INIT_SEED = 0
 Role = Literal["query", "document"]
 ROLES = ("query", "document")
 
@@ -106,14 +108,23 @@ def bracket_token_id(tokenizer: PreTrainedTokenizerBase, token: str) -> int:
 
 def add_speca_tokens(tokenizer: PreTrainedTokenizerBase, backbone) -> int:
     """Add the four speca tokens to ``tokenizer`` (as special tokens, so they never merge) and
-    grow the backbone's input embeddings to match; tokens already present are kept.
+    grow the backbone's input embeddings to match; tokens already present are kept. New rows
+    start as seeded normal draws with the mean and per-dimension spread of the existing rows
+    (deterministic, distinct for the four tokens); they are learned in training.
 
     Returns:
         The number of tokens added (0 when the model already has them, e.g. after loading).
     """
     added = tokenizer.add_tokens(list(BRACKETS["speca"]), special_tokens=True)
-    if added or backbone.get_input_embeddings().num_embeddings < len(tokenizer):
-        backbone.resize_token_embeddings(len(tokenizer))
+    old_rows = backbone.get_input_embeddings().num_embeddings
+    if old_rows < len(tokenizer):
+        backbone.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        weight = backbone.get_input_embeddings().weight
+        with torch.no_grad():  # seeded: the same start on every load (SGPT: random normal, unseeded)
+            old = weight[:old_rows].float()
+            gen = torch.Generator().manual_seed(SPECA_INIT_SEED)
+            new = torch.randn(len(tokenizer) - old_rows, weight.shape[1], generator=gen)
+            weight[old_rows:] = (old.mean(0) + new * old.std(0)).to(weight.dtype)
     return added
 
 

@@ -16,7 +16,7 @@ from sgpt.model.folder import load
 from sgpt.train.config import TrainConfig
 from sgpt.train.distributed import is_main_process
 from sgpt.train.params import apply_freezing
-from sgpt.train.trainer import fit
+from sgpt.train.trainer import check_output, fit
 from sgpt.utils.io import write_json
 
 logger = logging.getLogger("sgpt.train")
@@ -90,6 +90,7 @@ def train_nli(
         ``{"train": fit summary, "test_before": scores | None, "test_after": scores | None}``,
         also written to ``<output>/eval/results.json``.
     """
+    check_output(Path(cfg.output), cfg.resume)  # before any work: refuse a folder the run would destroy
     examples = load_examples(train_data, seed=cfg.seed, skip_bad_rows=skip_bad_rows)
     model = load(model_name, pooling=pooling, max_seq_length=max_seq_length, dtype=dtype)
     apply_freezing(model, freeze=freeze, freezenonbias=freezenonbias)

@@ -19,7 +19,7 @@ from sgpt.model.folder import UNSET, load
 from sgpt.train.config import TrainConfig
 from sgpt.train.distributed import is_main_process
 from sgpt.train.params import apply_freezing
-from sgpt.train.trainer import QUERY_DOCUMENT, fit
+from sgpt.train.trainer import QUERY_DOCUMENT, check_output, fit
 from sgpt.utils.io import write_json
 
 logger = logging.getLogger("sgpt.train")
@@ -153,6 +153,7 @@ def train_retrieval(
         ``{"train": fit summary, "n_queries", "before": {name: metrics} | None, "after": {name: metrics}}``,
         also written to ``<output>/eval/results.json``.
     """
+    check_output(Path(cfg.output), cfg.resume)  # before any work: refuse a folder the run would destroy
     examples = load_retrieval_examples(train_data, split=split, negatives=negatives, skip_bad_rows=skip_bad_rows,
                                        mined_dir=Path(cfg.output) / "negatives")
     examples, negatives_per_query = with_negatives(examples, negatives_per_query)

@@ -281,6 +281,7 @@ def fit(model: BiEncoder, examples: Sequence[Example], cfg: TrainConfig, *,
 def _train(model: BiEncoder, examples: Sequence[Example], cfg: TrainConfig, evaluator: Evaluator | None,
            roles: Sequence[Role | None]) -> dict:
     main, device = is_main_process(), training_device()
+    check_output(Path(cfg.output), cfg.resume)
     set_seed(cfg.seed + rank())  # each process its own dropout stream; rank 0 = the single-process run
     batches_per_epoch, batches = rank_batches(examples, cfg)
     steps = total_steps(batches_per_epoch, cfg)
@@ -316,9 +317,12 @@ def _train(model: BiEncoder, examples: Sequence[Example], cfg: TrainConfig, eval
 
     steps_per_epoch = max(1, batches_per_epoch // cfg.grad_accum)
     first = 1
+    run = run_identity(cfg, model, len(examples))
     resume_from = latest_checkpoint(out) if cfg.resume else None
+    if cfg.resume and resume_from is None and main:
+        print(f"--resume: no complete checkpoint in {out / CHECKPOINTS}; starting a new run", flush=True)
     if resume_from is not None:
-        first = restore_checkpoint(resume_from, model, optimizer, scheduler, log, best) + 1
+        first = restore_checkpoint(resume_from, model, optimizer, scheduler, log, best, run) + 1
         for _ in range((first - 1) * cfg.grad_accum):  # the batches already trained on (sampling only)
             next(batches)
         if main:
@@ -350,7 +354,7 @@ def _train(model: BiEncoder, examples: Sequence[Example], cfg: TrainConfig, eval
             barrier()  # the others wait for the evaluation (and a checkpoint) to finish
         if cfg.checkpoint_every_epoch and (step % steps_per_epoch == 0 or step == steps):
             if main:
-                save_checkpoint(out, step, model, optimizer, scheduler, log, best)
+                save_checkpoint(out, step, model, optimizer, scheduler, log, best, run)
             barrier()
     seconds = time.perf_counter() - start
     if main:
@@ -369,12 +373,45 @@ def _train(model: BiEncoder, examples: Sequence[Example], cfg: TrainConfig, eval
 
 
 # ---------------------------------------------------------------------- epoch checkpoints
-def save_checkpoint(out: Path, step: int, model: BiEncoder, optimizer, scheduler, log: RunLog, best: dict) -> Path:
+# Settings that shape the training trajectory: a resumed run must have the same.
+RESUME_KEYS = ("batch_size", "lr", "epochs", "max_steps", "warmup_ratio", "warmup_steps", "weight_decay",
+               "grad_accum", "max_grad_norm", "seed", "precision", "scale", "gradcache", "data_parallel",
+               "selection_metric")
+
+
+def check_output(out: Path, resume: bool) -> None:
+    """Refuse an output folder a run would destroy or mix up with another run.
+
+    Raises:
+        ValueError: ``out`` is a file; a non-empty folder that no sgpt run wrote (saving the model
+            would replace it); or a folder with an earlier run's checkpoints while ``resume`` is off.
+    """
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: exists and is not a folder (choose another --output)")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not any((out / name).exists() for name in ("modules.json", "train_log.csv", CHECKPOINTS)):
+        raise ValueError(f"{out}: exists, is not empty and is not an sgpt model or training output; "
+                         "refusing to replace it (choose another --output)")
+    if not resume and latest_checkpoint(out) is not None:
+        raise ValueError(f"{out}: holds the checkpoints of an earlier run; pass --resume to continue it, "
+                         "or choose another --output")
+
+
+def run_identity(cfg: TrainConfig, model: BiEncoder, n_examples: int) -> dict:
+    """What a checkpoint must share with the run that resumes from it."""
+    settings = cfg.to_dict()
+    return {"config": {k: settings[k] for k in RESUME_KEYS}, "n_examples": n_examples,
+            "processes": world_size(), "model": model.signature()}
+
+
+def save_checkpoint(out: Path, step: int, model: BiEncoder, optimizer, scheduler, log: RunLog, best: dict,
+                    run: dict) -> Path:
     """Write ``out/checkpoints/checkpoint-<step>``: the model folder (atomically), then
     ``trainer_state.pt`` (atomically, last: it marks the checkpoint complete)."""
     folder = out / CHECKPOINTS / f"checkpoint-{step}"
     model.save(folder)
-    state = {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+    state = {"step": step, "run": run, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
              "rng": rng_state(), "train_log": log.train, "eval_log": log.eval,
              "best": {k: v for k, v in best.items()}}
     tmp = folder / f".{TRAINER_STATE}.tmp"
@@ -390,20 +427,26 @@ def latest_checkpoint(out: Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
-def restore_checkpoint(folder: Path, model: BiEncoder, optimizer, scheduler, log: RunLog, best: dict) -> int:
+def restore_checkpoint(folder: Path, model: BiEncoder, optimizer, scheduler, log: RunLog, best: dict,
+                       run: dict) -> int:
     """Load a checkpoint written by :func:`save_checkpoint` into the live objects; returns its step.
 
     Raises:
-        ValueError: the checkpoint's model does not fit ``model`` (another architecture).
+        ValueError: the checkpoint belongs to another run (settings, data size, model signature or
+            process count differ: each difference named) or its model does not fit ``model``.
     """
     from sgpt.model.folder import load
 
+    state = torch.load(folder / TRAINER_STATE, map_location=model.device, weights_only=False)
+    differ = _differences(state.get("run", {}), run)
+    if differ:
+        raise ValueError(f"{folder}: --resume needs the settings of the run that wrote this checkpoint; "
+                         f"differs: {'; '.join(differ)}")
     saved = load(folder, device=model.device)
     missing, unexpected = model.load_state_dict(saved.state_dict(), strict=False)
     if missing or unexpected:
         raise ValueError(f"{folder}: checkpoint does not match the model (missing {missing[:3]}, "
                          f"unexpected {unexpected[:3]})")
-    state = torch.load(folder / TRAINER_STATE, map_location=model.device, weights_only=False)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"])
@@ -435,3 +478,15 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def _differences(saved: dict, now: dict, prefix: str = "") -> list[str]:
+    """``key: saved vs now`` for every (nested) key whose values differ."""
+    out = []
+    for key in sorted(set(saved) | set(now)):
+        a, b = saved.get(key), now.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.extend(_differences(a, b, f"{prefix}{key}."))
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} vs {b!r}")
+    return out
