@@ -2,9 +2,9 @@
 # Asymmetric search with SmolLM2-135M as in SGPT's msmarco models: weightedmean pooling, specb
 # brackets ([query], {document}), BM25 hard negatives for SciFact's train queries, MNRL; nDCG@10 on
 # SciFact test, the DL19 subset and the DBPedia-Entity subset before and after.
-# Needs `bash setup.sh` first. Sized for 2 CPU cores (about an hour): documents are cut to 128
-# tokens and one epoch is trained at batch 16 in bf16 autocast; on a GPU use --max-seq-length 300
-# --batch-size 64 --precision auto and more epochs.
+# Needs `bash setup.sh` first. Sized for 2 CPU cores (about an hour): texts are cut to 128
+# tokens and 40 steps of 16 queries are trained in bf16 autocast; on a GPU use --max-seq-length 300
+# --batch-size 64 --precision auto and --epochs N instead of --max-steps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data}
@@ -16,5 +16,5 @@ mkdir -p "$OUT"
     --train-data "$DATA/beir/scifact" --negatives "$OUT/bm25_negatives.jsonl" \
     --eval-data "$DATA/beir/scifact" --eval-data "$DATA/msmarco/dl19-subset" \
     --eval-data "$DATA/beir/dbpedia-entity-subset" --eval-before \
-    --output "$OUT/smollm2" --batch-size 16 --epochs 1 --lr 2e-5 --max-seq-length ${MAXLEN:-128} --precision bf16 \
+    --output "$OUT/smollm2" --batch-size 16 --max-steps 40 --lr 2e-5 --max-seq-length ${MAXLEN:-128} --precision bf16 \
     --eval-precision bfloat16 --seed 0 "$@"

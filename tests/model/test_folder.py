@@ -327,3 +327,11 @@ def test_load_plain_folder_in_bfloat16(tiny_gpt_dir, stripped):
 def test_load_missing_folder_raises(tmp_path):
     with pytest.raises(OSError):
         sgpt.load(tmp_path / "does-not-exist")
+
+
+def test_default_pooling_applies_to_plain_backbones_only(minilm_path, tiny_gpt_dir):
+    # the training recipes pass default_pooling="weightedmean": a saved bi-encoder keeps its own
+    assert sgpt.load(minilm_path, default_pooling="weightedmean").pooling == "mean"
+    assert sgpt.load(tiny_gpt_dir, default_pooling="weightedmean").pooling == "weightedmean"
+    assert sgpt.load(tiny_gpt_dir).pooling == "mean"
+    assert sgpt.load(minilm_path, pooling="cls", default_pooling="weightedmean").pooling == "cls"

@@ -22,3 +22,15 @@ LOAD_ARGS = ("pooling", "max_seq_length", "dtype", "special_tokens", "query_prom
 def load_kwargs(args: argparse.Namespace) -> dict:
     """The ``sgpt.load`` keyword arguments given on the command line (flags left unset are omitted)."""
     return {name: getattr(args, name) for name in LOAD_ARGS if getattr(args, name, None) is not None}
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: X)`` after a flag's help unless the help already says its default or
+    there is nothing to show (``None``, an off switch, or the default of a ``--no-...`` flag)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default" in text or action.default in (None, False, [], argparse.SUPPRESS)
+                or any(s.startswith("--no-") for s in action.option_strings)):
+            return text
+        return super()._get_help_string(action)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 
+from sgpt.cli.common import HelpFormatter
 from sgpt.model.pooling import POOLING_MODES
 
 
 def add_train_nli(sub) -> None:
     p = sub.add_parser("nli", help="train on NLI triplets with MultipleNegativesRankingLoss, score on STS",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("--model", required=True, help="hub id, folder, .gguf file or saved bi-encoder")
-    p.add_argument("--pooling", choices=POOLING_MODES, default="weightedmean")
+    p.add_argument("--pooling", choices=POOLING_MODES, default=None,
+                   help="pooling mode (default: a saved bi-encoder's own, else weightedmean)")
     p.add_argument("--train-data", action="append", required=True,
                    help="NLI file/folder (SNLI/MultiNLI jsonl, AllNLI.tsv.gz, SentEval, SICK), triplet "
                         "jsonl/csv/tsv or hub dataset name; repeatable")
@@ -19,7 +21,7 @@ def add_train_nli(sub) -> None:
     p.add_argument("--test-data", help="STS set scored on its test split after training (default: --dev-data)")
     p.add_argument("--eval-before", action=argparse.BooleanOptionalAction, default=False,
                    help="also score the untrained model on the test split")
-    p.add_argument("--max-seq-length", type=int, default=75)
+    p.add_argument("--max-seq-length", type=int, default=75, help="tokens per text (SGPT NLI: 75)")
     add_training_args(p, batch_size=64)
     p.set_defaults(func=_run_train_nli)
 
@@ -27,14 +29,17 @@ def add_train_nli(sub) -> None:
 def add_train_retrieval(sub) -> None:
     p = sub.add_parser("retrieval", help="train for asymmetric search (query -> passage) with MNRL over "
                        "in-batch and hard negatives, score on BEIR-layout test sets",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("--model", required=True, help="hub id, folder, .gguf file or saved bi-encoder")
-    p.add_argument("--pooling", choices=POOLING_MODES, default="weightedmean")
+    p.add_argument("--pooling", choices=POOLING_MODES, default=None,
+                   help="pooling mode (default: a saved bi-encoder's own, else weightedmean)")
     p.add_argument("--special-tokens", choices=["specb", "speca", "none"], default=None,
-                   help="SGPT query/document brackets (default: the saved model's choice, else none)")
+                   help="SGPT query/document brackets: specb = [query] {document} with existing tokens, speca = "
+                        "four new learned tokens; default: a saved model's own choice, else none")
     p.add_argument("--query-prompt", default=None, help="text put in front of every query, e.g. 'query: '")
     p.add_argument("--document-prompt", default=None, help="text put in front of every document")
-    p.add_argument("--asym", action="store_true", help="separate query and document towers (SPEC 1.8)")
+    p.add_argument("--asym", action="store_true",
+                   help="separate query and document transformers (two copies of the model; twice the parameters)")
     p.add_argument("--train-data", action="append", required=True,
                    help="BEIR-layout folder (its --split qrels, negatives from --negatives) or generic "
                         "jsonl {query, pos: [...], neg: [...]}; repeatable")
@@ -45,17 +50,19 @@ def add_train_retrieval(sub) -> None:
                    help="hard negatives per training example (rotated round-robin over epochs); 0 = in-batch only")
     p.add_argument("--eval-data", action="append", default=[],
                    help="BEIR-layout folder scored (nDCG@10 ...) on --eval-split after training; repeatable")
-    p.add_argument("--eval-split", default="test")
+    p.add_argument("--eval-split", default="test", help="qrels split of --eval-data")
     p.add_argument("--eval-precision", choices=["float32", "bfloat16"], default=None,
                    help="encode evaluation sets in bfloat16 autocast (faster; default float32)")
     p.add_argument("--eval-before", action=argparse.BooleanOptionalAction, default=False,
                    help="also score the untrained model on --eval-data")
     p.add_argument("--dev-data", help="BEIR-layout folder whose --dev-split picks the best checkpoint by "
                    "nDCG@10 (never select on test data); default: keep the last model")
-    p.add_argument("--dev-split", default="dev")
-    p.add_argument("--max-seq-length", type=int, default=300)
+    p.add_argument("--dev-split", default="dev", help="qrels split of --dev-data")
+    p.add_argument("--max-seq-length", type=int, default=300,
+                   help="tokens per text, brackets and special tokens included (SGPT msmarco: 300)")
     p.add_argument("--no-checkpoints", dest="checkpoints", action="store_false",
-                   help="do not save a checkpoint at the end of every epoch")
+                   help="do not save OUTPUT/checkpoints/checkpoint-STEP at the end of every epoch "
+                        "(saved by default)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --output")
     add_training_args(p, batch_size=32)
     p.set_defaults(func=_run_train_retrieval)
@@ -65,15 +72,16 @@ def add_training_args(p: argparse.ArgumentParser, *, batch_size: int) -> None:
     """Flags every training command shares: output, optimisation, precision, freezing, logging, scaling."""
     p.add_argument("--output", required=True, help="folder for the trained model and logs")
     p.add_argument("--max-steps", type=int, default=None, help="optimizer steps (default: --epochs epochs)")
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=batch_size)
-    p.add_argument("--lr", type=float, default=2e-5)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--warmup-ratio", type=float, default=0.1)
-    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--epochs", type=int, default=1, help="passes over the training data")
+    p.add_argument("--batch-size", type=int, default=batch_size,
+                   help="examples per optimizer step and process (in-batch negatives)")
+    p.add_argument("--lr", type=float, default=2e-5, help="peak learning rate (AdamW)")
+    p.add_argument("--seed", type=int, default=0, help="seeds sampling, data construction and dropout")
+    p.add_argument("--warmup-ratio", type=float, default=0.1, help="linear warm-up over this share of the steps")
+    p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW decay (not on biases and norms)")
     p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
     p.add_argument("--eval-steps", type=int, default=None, help="dev evaluation interval (default: 10%% of steps)")
-    p.add_argument("--eval-batch-size", type=int, default=64)
+    p.add_argument("--eval-batch-size", type=int, default=64, help="texts per forward pass when scoring")
     p.add_argument("--micro-batch-size", type=int, default=32,
                    help="texts per forward pass inside a batch, grouped by length (speed only)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",

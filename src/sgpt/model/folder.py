@@ -308,6 +308,7 @@ def load(
     query_prompt: str | None = None,
     document_prompt: str | None = None,
     asym: bool = False,
+    default_pooling: str = "mean",
 ) -> BiEncoder:
     """Load a bi-encoder.
 
@@ -315,7 +316,7 @@ def load(
     with legacy pooling keys, ``Dense`` and ``Normalize`` modules, and asymmetric ones: a
     ``Router``/``Asym`` of a query and a document transformer), a plain transformers
     folder, a hub id, or a ``.gguf`` file. Arguments left ``None`` come from the saved folder;
-    a given argument overrides it (a plain backbone defaults to ``mean`` pooling).
+    a given argument overrides it (a plain backbone gets ``default_pooling``, ``mean`` unless said).
 
     Args:
         name_or_path: where to load from.
@@ -330,6 +331,8 @@ def load(
         asym: give a symmetric model (plain backbone or saved folder) separate query and
             document towers, two copies of its transformer (``BiEncoder.make_asymmetric``);
             an asymmetric folder loads asymmetric either way.
+        default_pooling: pooling of a plain backbone when ``pooling`` is not given (the training
+            recipes use ``weightedmean``, SGPT's choice for GPT models).
 
     Returns:
         A ``BiEncoder`` in eval mode.
@@ -346,7 +349,8 @@ def load(
     if not modules_file.exists():
         backbone, tokenizer = load_backbone(name_or_path, dtype=dtype)
         fmt = _text_format({}, special_tokens, query_prompt, document_prompt)
-        model = BiEncoder(backbone, tokenizer, pooling=pooling or "mean", max_seq_length=max_seq_length,
+        model = BiEncoder(backbone, tokenizer, pooling=pooling or check_pooling_mode(default_pooling),
+                          max_seq_length=max_seq_length,
                           text_format=fmt)
         if asym:
             model.make_asymmetric()

@@ -61,7 +61,7 @@ def train_nli(
     train_data: Sequence[str],
     cfg: TrainConfig,
     *,
-    pooling: str = "weightedmean",
+    pooling: str | None = None,
     max_seq_length: int = 75,
     dev_data: str | None = None,
     test_data: str | None = None,
@@ -78,7 +78,8 @@ def train_nli(
         train_data: NLI files/folders (SNLI/MultiNLI jsonl, AllNLI.tsv.gz, SentEval, SICK) or
             generic triplet files, or hub dataset names.
         cfg: training settings.
-        pooling, max_seq_length: bi-encoder settings (SGPT NLI: weightedmean, 75).
+        pooling: pooling mode; default: the saved bi-encoder's, else weightedmean (SGPT's choice).
+        max_seq_length: truncation length in tokens (SGPT NLI: 75).
         dev_data: STS set whose ``dev`` split picks the best checkpoint.
         test_data: STS set whose ``test`` split scores the saved model (default: ``dev_data``).
         eval_before: also score the untrained model on the test split.
@@ -92,7 +93,8 @@ def train_nli(
     """
     check_output(Path(cfg.output), cfg.resume)  # before any work: refuse a folder the run would destroy
     examples = load_examples(train_data, seed=cfg.seed, skip_bad_rows=skip_bad_rows)
-    model = load(model_name, pooling=pooling, max_seq_length=max_seq_length, dtype=dtype)
+    model = load(model_name, pooling=pooling, default_pooling="weightedmean", max_seq_length=max_seq_length,
+                 dtype=dtype)
     apply_freezing(model, freeze=freeze, freezenonbias=freezenonbias)
     test_path = test_data or dev_data
     test_eval = sts_evaluator(test_path, "test", cfg.eval_batch_size) if test_path else None

@@ -101,7 +101,7 @@ def train_retrieval(
     train_data: Sequence[str | Path],
     cfg: TrainConfig,
     *,
-    pooling: str = "weightedmean",
+    pooling: str | None = None,
     max_seq_length: int = 300,
     special_tokens: str | None | object = UNSET,
     query_prompt: str | None = None,
@@ -134,7 +134,8 @@ def train_retrieval(
         train_data: BEIR-layout folders or generic retrieval jsonl files (see
             :func:`load_retrieval_examples`).
         cfg: training settings (``checkpoint_every_epoch``/``resume`` for epoch checkpoints).
-        pooling, max_seq_length: bi-encoder settings (SGPT msmarco: weightedmean, 300).
+        pooling: pooling mode; default: the saved bi-encoder's, else weightedmean (SGPT's choice).
+        max_seq_length: truncation length in tokens (SGPT msmarco: 300).
         special_tokens: ``"specb"``, ``"speca"`` or ``None``; default: the saved model's choice.
         query_prompt, document_prompt: prompts (string prefixes); default: the saved ones.
         asym: separate query and document towers (SPEC 1.8).
@@ -159,7 +160,8 @@ def train_retrieval(
     examples, negatives_per_query = with_negatives(examples, negatives_per_query)
     logger.info("%d training queries, %d hard negatives each", len(examples), negatives_per_query)
     load_kwargs = {"asym": True} if asym else {}
-    model = load(model_name, pooling=pooling, max_seq_length=max_seq_length, dtype=dtype,
+    model = load(model_name, pooling=pooling, default_pooling="weightedmean", max_seq_length=max_seq_length,
+                 dtype=dtype,
                  special_tokens=special_tokens, query_prompt=query_prompt, document_prompt=document_prompt,
                  **load_kwargs)
     apply_freezing(model, freeze=freeze, freezenonbias=freezenonbias)
