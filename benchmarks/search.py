@@ -216,6 +216,13 @@ def main() -> None:
     results["settings"]["faiss_threads"] = faiss.omp_get_max_threads()
     RESULTS.mkdir(exist_ok=True)
     stem = "search_quick" if args.quick else "search"
+    previous = RESULTS / f"{stem}.json"
+    if previous.exists():  # a run of one part keeps the other part's last figures (and says when they were run)
+        old = json.loads(previous.read_text())
+        for part in ("encode", "search"):
+            if part not in args.parts and old.get(part):
+                results[part] = old[part]
+                results.setdefault("kept_from_earlier_run", {})[part] = old.get("settings", {})
     (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
     plot(results, RESULTS / f"{stem}.png", args.query_batch)
     print(f"wrote {RESULTS / stem}.json and .png")

@@ -168,22 +168,36 @@ def test_judgment_of_an_empty_doc_is_kept_as_beir_does(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="sgpt.data"):
         data = load_beir(folder, "test")
     assert data.qrels == {"q1": {"d1": 1, "d4": 1}}  # d4 (empty text) cannot be found: recall@k <= 0.5
-    assert "1 judgments name documents dropped for empty text" in caplog.text
+    assert "1 judgment names a document dropped for empty text" in caplog.text
 
 
 def test_unknown_ids_in_qrels_raise_or_are_removed_with_a_count(tmp_path, caplog):
     folder = beir_folder(tmp_path / "toy", qrels="q1\td1\t1\nq1\tnope\t1\nq9\td2\t1\nq2\tgone\t1\n")
     with pytest.raises(DataFormatError) as info:
         load_beir(folder, "test")
-    text = str(info.value)
-    assert text.startswith(str(folder / "qrels" / "test.tsv"))
-    assert "1 query ids not in the queries file (e.g. 'q9')" in text
-    assert "2 judgments name doc ids not in the corpus (e.g. 'nope', 'gone')" in text
+    # the line of the first offending judgment (q1 nope, line 2), then every count
+    assert str(info.value) == (f'{folder / "qrels" / "test.tsv"}:2: field "corpus-id": 1 judgment names a query id '
+                               "not in the queries file (e.g. 'q9'); 2 judgments name doc ids not in the corpus "
+                               "(e.g. 'nope', 'gone')")
+    assert (info.value.line, info.value.field) == (2, "corpus-id")
     with caplog.at_level(logging.WARNING, logger="sgpt.data"):
         data = load_beir(folder, "test", skip_bad_rows=True)
     assert data.qrels == {"q1": {"d1": 1}}  # q2 lost its only judgment, q9 is unknown
     assert list(data.queries) == ["q1"]
-    assert "removed 1 query ids" in caplog.text
+    assert ("removed 1 judgment naming a query id not in the queries file (e.g. 'q9'); 2 judgments naming doc ids "
+            "not in the corpus (e.g. 'nope', 'gone')") in caplog.text
+
+
+def test_unknown_query_id_first_names_its_line_and_field(tmp_path, caplog):
+    folder = beir_folder(tmp_path / "toy", qrels="query-id\tcorpus-id\tscore\nq1\td1\t1\nq7\td2\t1\nq7\td1\t0\n")
+    with pytest.raises(DataFormatError) as info:
+        load_beir(folder, "test")
+    assert str(info.value) == (f'{folder / "qrels" / "test.tsv"}:3: field "query-id": 2 judgments name query ids '
+                               "not in the queries file (e.g. 'q7')")
+    one = beir_folder(tmp_path / "one", qrels="q1\td1\t1\nq1\tzz\t1\n")
+    with caplog.at_level(logging.WARNING, logger="sgpt.data"):
+        load_beir(one, "test", skip_bad_rows=True)
+    assert "removed 1 judgment naming a doc id not in the corpus (e.g. 'zz')" in caplog.text
 
 
 def test_missing_files_and_splits_are_named(tmp_path):
@@ -195,6 +209,26 @@ def test_missing_files_and_splits_are_named(tmp_path):
         load_beir(folder, "test")
     with pytest.raises(FileNotFoundError, match="no such BEIR folder"):
         load_beir(tmp_path / "absent")
+
+
+def test_a_missing_file_says_no_such_file(tmp_path):
+    folder = beir_folder(tmp_path / "toy", split="train")
+    with pytest.raises(FileNotFoundError) as info:
+        beir_examples(folder, "train", tmp_path / "nosuch.jsonl")
+    assert str(info.value) == f"no such file: {tmp_path / 'nosuch.jsonl'}"
+    with pytest.raises(FileNotFoundError, match=r"^no such file: .*absent\.jsonl$"):
+        read_corpus(tmp_path / "absent.jsonl")
+
+
+def test_invalid_json_message_names_the_column_once(tmp_path):
+    path = write(tmp_path / "corpus.jsonl", jsonl({"_id": "a", "text": "x"}, '{"_id": "b", "text": "broken'))
+    with pytest.raises(DataFormatError) as info:
+        read_corpus(path)
+    assert str(info.value) == f"{path}:2: invalid JSON (Unterminated string starting at column 22)"
+    path = write(tmp_path / "q.jsonl", "{\"_id\": }\n")
+    with pytest.raises(DataFormatError) as info:
+        read_queries(path)
+    assert str(info.value) == f"{path}:1: invalid JSON (Expecting value at column 9)"
 
 
 # ------------------------------------------------------------------------------------------------- MS MARCO

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import stat
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -11,6 +16,7 @@ from sgpt.data import RetrievalData
 from sgpt.evaluation.retrieval import evaluate_retrieval
 from sgpt.search.bm25 import BM25Retriever
 from sgpt.search.mining import mine_negatives, write_negatives
+from sgpt.utils.io import atomic_dir, umask, write_json
 
 CORPUS = {
     "cats": {"title": "Cats", "text": "Cats sleep most of the day and purr when they are happy."},
@@ -85,3 +91,32 @@ def test_mining_with_a_bi_encoder_uses_exact_search():
     data = RetrievalData(corpus, {"q1": "apple"}, {"q1": {"d1": 1}})
     assert mine_negatives(data, Table(), k=3)[0]["neg"] == ["d2", "d4"]
 
+
+
+@pytest.fixture
+def umask_027():
+    old = os.umask(0o027)
+    yield
+    os.umask(old)
+
+
+def test_written_files_get_ordinary_permissions(tmp_path, umask_027):
+    out = write_negatives(tmp_path / "neg.jsonl", [{"query_id": "q", "pos": [], "neg": []}])
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640  # 0o666 less the umask, not mkstemp's 0o600
+    write_json(tmp_path / "r.json", {"a": 1})
+    assert stat.S_IMODE((tmp_path / "r.json").stat().st_mode) == 0o640
+    with atomic_dir(tmp_path / "folder") as tmp:
+        (tmp / "x").write_text("x")
+    assert stat.S_IMODE((tmp_path / "folder").stat().st_mode) == 0o750  # not mkdtemp's 0o700
+    assert umask() == 0o027 and os.umask(0o027) == 0o027  # reading it did not change it
+
+
+def test_bm25s_debug_lines_stay_hidden_after_its_import():
+    """bm25s sets its logger to DEBUG when imported; the level set before (here WARNING) is kept."""
+    code = ("import logging; logging.getLogger('bm25s').setLevel(logging.WARNING)\n"
+            "from sgpt.search.bm25 import BM25Retriever\n"
+            "BM25Retriever({'a': 'cats sleep', 'b': 'dogs bark'}).search({'q': 'cats'}, 1)\n"
+            "print(logging.getLogger('bm25s').level)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == str(logging.WARNING)
+    assert "Building index" not in done.stderr and "BM25S" not in done.stderr  # no log line, no progress bar

@@ -4,7 +4,11 @@ crash and are never mixed across corpora or models, query models are checked, ba
 from __future__ import annotations
 
 import json
+import logging
+import os
+import re
 import shutil
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +16,7 @@ import pytest
 
 import sgpt
 from sgpt.data.readers_retrieval import document_text, read_corpus
-from sgpt.search.index import Hit, Index, build_index
+from sgpt.search.index import Hit, Index, build_index, index_params
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -251,3 +255,91 @@ def test_a_damaged_manifest_is_named(flat_dir, tmp_path):
     (broken / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match=r"n_docs=13, dim=384 but index.faiss holds 12 x 384"):
         Index.load(broken)
+
+
+def test_default_nlist_gives_faiss_39_documents_per_list():
+    assert index_params("ivf", 12)["nlist"] == 1  # fewer than 39 documents: one list
+    assert index_params("ivf", 100)["nlist"] == 2  # 4 * sqrt(100) = 40 lists would hold 2.5 documents each
+    assert index_params("ivf", 1000)["nlist"] == 25
+    assert index_params("ivf", 100_000)["nlist"] == 1265  # 4 * sqrt(n) when n is large enough
+    assert index_params("ivf", 1000, nlist=100)["nlist"] == 100  # an explicit nlist is kept
+
+
+def test_small_ivf_builds_without_faiss_warnings(minilm, corpus, tmp_path, capfd, caplog):
+    capfd.readouterr()
+    out = build_index(corpus, minilm, tmp_path / "ivf", index_type="ivf")
+    assert Index.load(out).manifest["index"] == {"type": "ivf", "metric": "inner_product", "nlist": 1, "nprobe": 1}
+    assert "please provide at least" not in capfd.readouterr().err
+    with caplog.at_level(logging.WARNING, logger="sgpt.search"):
+        build_index(corpus, minilm, tmp_path / "ivf3", index_type="ivf", nlist=3)
+    assert "please provide at least" not in capfd.readouterr().err  # said once, by sgpt:
+    assert ("ivf: 12 documents for nlist=3 lists is fewer than the 39 per list faiss's k-means wants; a smaller "
+            "nlist (at most 1) clusters better") in caplog.text
+
+
+def test_search_parameters_are_checked(minilm, corpus, flat_dir, tmp_path, caplog):
+    ivf = Index.load(build_index(corpus, minilm, tmp_path / "ivf", index_type="ivf", nlist=3, nprobe=1), minilm)
+    hnsw = Index.load(build_index(corpus, minilm, tmp_path / "hnsw", index_type="hnsw", m=4), minilm)
+    q = minilm.encode_queries(QUERIES[:1], normalize=True)
+    for bad in (0, -5, 4):
+        with pytest.raises(ValueError, match=re.escape(f"nprobe must be in [1, nlist=3] for {ivf.path}, got {bad}")):
+            ivf.search_vectors(q, k=3, nprobe=bad)
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match=re.escape(f"ef_search must be >= 1 (and >= k=3 to find k hits), got {bad}")):
+            hnsw.search(QUERIES[:1], k=3, ef_search=bad)
+    with pytest.raises(ValueError, match="nprobe \\(lists visited\\) only applies to ivf indexes; .* is of type flat"):
+        Index.load(flat_dir).search_vectors(q, nprobe=2)
+    with pytest.raises(ValueError, match="ef_search \\(candidates\\) only applies to hnsw indexes; .* is of type ivf"):
+        ivf.search_vectors(q, ef_search=8)
+    for empty in ("", "  \n"):
+        with pytest.raises(ValueError, match="^the query is empty: give some text to search for$"):
+            Index.load(flat_dir).search(empty)  # checked before the recorded model is loaded
+    with pytest.raises(ValueError, match="^query 1 is empty"):
+        hnsw.search(["fine", ""])
+    assert hnsw.search([], k=3) == []
+
+    with caplog.at_level(logging.WARNING, logger="sgpt.search"):
+        hits = ivf.search_vectors(q, k=12, nprobe=1)[0]
+    assert len(hits) < 12
+    assert (f"{ivf.path}: the ivf index returned fewer than k=12 hits for 1 of 1 queries (fewest: {len(hits)}); "
+            "search more lists with a larger nprobe (--nprobe; now 1 of nlist=3)") in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="sgpt.search"):
+        assert len(ivf.search_vectors(q, k=12, nprobe=3)[0]) == 12  # every list: every document, no warning
+        assert len(hnsw.search_vectors(q, k=12, ef_search=12)[0]) == 12
+    assert "fewer than" not in caplog.text
+
+
+def test_recorded_model_with_overrides_is_checked(flat_dir):
+    index = Index.load(flat_dir)
+    with pytest.raises(ValueError, match="query model does not match the index .*pooling: 'mean' vs 'cls'"):
+        index.recorded_model(pooling="cls")
+    assert index.recorded_model(pooling="mean").signature() == index.model.signature()
+
+
+def test_files_instead_of_folders_are_named(minilm, corpus, tmp_path):
+    taken = tmp_path / "taken"
+    taken.write_text("mine")
+    with pytest.raises(ValueError, match=f"^{taken}: exists and is not a folder"):
+        build_index(corpus, minilm, taken)
+    assert taken.read_text() == "mine"
+    with pytest.raises(NotADirectoryError, match=f"^{taken}: is a file, not an index folder"):
+        Index.load(taken)
+
+
+def test_index_files_get_ordinary_permissions(minilm, corpus, tmp_path, monkeypatch):
+    old = os.umask(0o027)
+    try:
+        calls: list = []
+        _crash_on_call(minilm, monkeypatch, 2, calls)
+        with pytest.raises(RuntimeError):
+            build_index(corpus, minilm, tmp_path / "idx", shard_size=5)
+        shard = tmp_path / "idx.partial" / "shards" / "00000.npy"
+        assert stat.S_IMODE(shard.stat().st_mode) == 0o640  # not mkstemp's 0o600
+        monkeypatch.undo()
+        out = build_index(corpus, minilm, tmp_path / "idx", shard_size=5)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o750  # not mkdtemp's 0o700
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()} == {
+        "docs.jsonl": 0o640, "docs.offsets.npy": 0o640, "index.faiss": 0o640, "manifest.json": 0o640}

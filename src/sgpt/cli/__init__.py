@@ -36,20 +36,37 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sgpt`` console script; returns the exit status.
 
-    User errors (bad data, bad flags, missing files) print one clear line and exit with 2.
+    User errors (bad data, bad flags, missing files) print one clear line and exit with 2. Ctrl-C
+    prints ``sgpt: interrupted`` (plus the command's ``interrupt_hint``, e.g. how to resume) and
+    exits with 130. ``-v`` shows the traceback instead.
     """
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("transformers", "accelerate", "urllib3", "filelock", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # bm25s logs each index build at DEBUG (and sets its logger to DEBUG on import; sgpt.search.bm25 undoes that)
+    logging.getLogger("bm25s").setLevel(logging.NOTSET if args.verbose else logging.WARNING)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, OSError) as e:
+    except KeyboardInterrupt:
         if args.verbose:
             raise
-        print(f"sgpt: error: {e}", file=sys.stderr)
+        hint = getattr(args, "interrupt_hint", None)
+        print(f"sgpt: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
+        return 130
+    except (ValueError, OSError) as e:
+        if args.verbose:
+            raise
+        print(f"sgpt: error: {_error_text(e)}", file=sys.stderr)
         return 2
+
+
+def _error_text(e: BaseException) -> str:
+    """``str(e)``, without the ``[Errno N]`` prefix of an OS error: ``PATH: Permission denied``."""
+    if isinstance(e, OSError) and e.strerror and e.filename is not None:
+        return f"{e.filename}: {e.strerror}"
+    return str(e)
 
 
 if __name__ == "__main__":

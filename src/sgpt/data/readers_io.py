@@ -17,6 +17,8 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+from sgpt.utils.io import json_error_text
+
 logger = logging.getLogger("sgpt.data")
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -94,12 +96,15 @@ def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
         1-based line number and the line without its line ending.
 
     Raises:
-        FileNotFoundError: The file does not exist (raised by ``open``).
+        FileNotFoundError: The file does not exist (``no such file: PATH``).
         DataFormatError: The gzip stream is corrupt or truncated.
     """
     lineno = 0
     with contextlib.ExitStack() as stack:
-        raw = stack.enter_context(open(path, "rb"))
+        try:
+            raw = stack.enter_context(open(path, "rb"))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no such file: {path}") from None
         is_gzip = path.name.endswith(".gz") or raw.read(2) == _GZIP_MAGIC
         raw.seek(0)
         binary = stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb")) if is_gzip else raw
@@ -217,7 +222,7 @@ def parse_json_object(line: str, path: Path, lineno: int) -> dict:
     try:
         obj = json.loads(check_utf8(line, path, lineno))
     except json.JSONDecodeError as err:
-        raise DataFormatError(path, lineno, None, f"invalid JSON ({err.msg} at column {err.colno})") from None
+        raise DataFormatError(path, lineno, None, f"invalid JSON ({json_error_text(err)})") from None
     if not isinstance(obj, dict):
         raise DataFormatError(path, lineno, None, f"expected a JSON object, got {type(obj).__name__}")
     return obj

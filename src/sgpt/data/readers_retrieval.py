@@ -202,7 +202,11 @@ def read_qrels(path: str | Path, *, skip_bad_rows: bool = False) -> dict[str, di
             bad bytes, an empty file (or a header only) or corrupt gzip.
         FileNotFoundError: ``path`` does not exist.
     """
-    path = Path(path)
+    return _read_qrels(Path(path), skip_bad_rows)[0]
+
+
+def _read_qrels(path: Path, skip_bad_rows: bool) -> tuple[dict[str, dict[str, int]], dict[tuple[str, str], int]]:
+    """:func:`read_qrels` plus the line of every kept judgment: ``(query id, doc id) -> line``."""
     bad = BadRows(path, skip_bad_rows)
     qrels: dict[str, dict[str, int]] = {}
     seen: dict[tuple[str, str], int] = {}
@@ -235,7 +239,7 @@ def read_qrels(path: str | Path, *, skip_bad_rows: bool = False) -> dict[str, di
     bad.report()
     if not qrels and not bad.count:
         raise DataFormatError(path, None, None, f"no judgments (expected columns {_QRELS_HEADER_HINT})")
-    return qrels
+    return qrels, seen
 
 
 def load_beir(folder: str | Path, split: str = "test", *, skip_bad_rows: bool = False,
@@ -261,7 +265,8 @@ def load_beir(folder: str | Path, split: str = "test", *, skip_bad_rows: bool = 
         FileNotFoundError: ``folder`` or one of the three files is missing (the message lists the
             names tried and, for qrels, the splits present).
         DataFormatError: A bad row in any file, a judged query missing from the queries file, or a
-            judged document missing from the corpus (the message lists up to 5 of them).
+            judged document missing from the corpus (the message names the line of the first such
+            judgment, counts them and lists up to 5 of the ids).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -269,8 +274,8 @@ def load_beir(folder: str | Path, split: str = "test", *, skip_bad_rows: bool = 
     corpus, dropped = _read_corpus(_find_file(folder, "corpus.jsonl"), skip_bad_rows)
     all_queries = read_queries(_find_file(folder, "queries.jsonl"), skip_bad_rows=skip_bad_rows)
     qrels_path = _find_file(folder / "qrels", f"{split}.tsv", what=f"split {split!r}")
-    qrels = read_qrels(qrels_path, skip_bad_rows=skip_bad_rows)
-    qrels = _check_qrels(qrels, all_queries, corpus, dropped, qrels_path, skip_bad_rows)
+    qrels, lines = _read_qrels(qrels_path, skip_bad_rows)
+    qrels = _check_qrels(qrels, lines, all_queries, corpus, dropped, qrels_path, skip_bad_rows)
     queries = {qid: all_queries[qid] for qid in qrels}
     return RetrievalData(corpus, queries, qrels, name if name is not None else folder.name)
 
@@ -287,30 +292,45 @@ def _find_file(folder: Path, name: str, what: str | None = None) -> Path:
     raise FileNotFoundError(message)
 
 
-def _check_qrels(qrels: dict[str, dict[str, int]], queries: Mapping[str, str], corpus: Mapping[str, dict],
-                 dropped: set[str], path: Path, skip: bool) -> dict[str, dict[str, int]]:
-    """Remove or report judgments whose query or document id is unknown (see :func:`load_beir`)."""
+def _check_qrels(qrels: dict[str, dict[str, int]], lines: Mapping[tuple[str, str], int],
+                 queries: Mapping[str, str], corpus: Mapping[str, dict], dropped: set[str], path: Path,
+                 skip: bool) -> dict[str, dict[str, int]]:
+    """Remove or report judgments whose query or document id is unknown (see :func:`load_beir`).
+
+    The error names the line of the first such judgment; with ``skip`` the warning counts them.
+    """
     bad_queries = [qid for qid in qrels if qid not in queries]
-    bad_docs = [(qid, d) for qid, docs in qrels.items() for d in docs if d not in corpus and d not in dropped]
+    bad_docs = [(qid, d) for qid, docs in qrels.items() if qid in queries for d in docs
+                if d not in corpus and d not in dropped]
     to_dropped = sum(d in dropped for docs in qrels.values() for d in docs)
     if to_dropped:
-        logger.warning("%s: %d judgments name documents dropped for empty text (kept, as BEIR does: "
-                       "they cannot be retrieved)", path, to_dropped)
+        logger.warning("%s: %d %s dropped for empty text (kept, as BEIR does: they cannot be retrieved)", path,
+                       to_dropped, "judgment names a document" if to_dropped == 1 else "judgments name documents")
     if not bad_queries and not bad_docs:
         return qrels
+    by_query = [(q, d) for q in bad_queries for d in qrels[q]]
     parts = []
-    if bad_queries:
-        parts.append(f"{len(bad_queries)} query ids not in the queries file (e.g. {_few(bad_queries)})")
+    if by_query:
+        parts.append(_judgments(len(by_query), "query id", "not in the queries file", _few(bad_queries), skip))
     if bad_docs:
-        parts.append(f"{len(bad_docs)} judgments name doc ids not in the corpus "
-                     f"(e.g. {_few(d for _, d in bad_docs)})")
+        parts.append(_judgments(len(bad_docs), "doc id", "not in the corpus", _few(d for _, d in bad_docs), skip))
     if not skip:
-        raise DataFormatError(path, None, "query-id" if bad_queries else "corpus-id", "; ".join(parts))
+        first = min([*by_query, *bad_docs], key=lambda pair: lines.get(pair, 0))
+        field = "query-id" if first[0] in bad_queries else "corpus-id"
+        raise DataFormatError(path, lines.get(first), field, "; ".join(parts))
     logger.warning("%s: removed %s", path, "; ".join(parts))
     bad_doc_set = set(bad_docs)
     cleaned = {qid: {d: s for d, s in docs.items() if (qid, d) not in bad_doc_set}
                for qid, docs in qrels.items() if qid in queries}
     return {qid: docs for qid, docs in cleaned.items() if docs}
+
+
+def _judgments(n: int, kind: str, where: str, examples: str, removed: bool) -> str:
+    """``1 judgment names a doc id not in the corpus (e.g. 'x')`` / ``3 judgments naming doc ids ...``."""
+    noun = "judgment" if n == 1 else "judgments"
+    verb = "naming" if removed else ("names" if n == 1 else "name")
+    ids = f"a {kind}" if n == 1 else f"{kind}s"
+    return f"{n} {noun} {verb} {ids} {where} (e.g. {examples})"
 
 
 def _few(ids: Iterable[str], n: int = 5) -> str:

@@ -7,13 +7,26 @@ bi-encoder embeds, so BM25 and dense runs are scored on the same input by the sa
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
+from types import ModuleType
 
 import numpy as np
 
 from sgpt.data.readers_retrieval import document_text
 
 __all__ = ["BM25Retriever"]
+
+
+def _bm25s() -> ModuleType:
+    """``import bm25s`` without its import-time ``setLevel(DEBUG)`` on the ``bm25s`` logger: the level
+    set before (e.g. WARNING by the ``sgpt`` command, or none) is put back, so its debug lines stay hidden."""
+    log = logging.getLogger("bm25s")
+    level = log.level
+    import bm25s  # loaded on first use: sgpt.search stays import-light
+
+    log.setLevel(level)
+    return bm25s
 
 
 class BM25Retriever:
@@ -28,7 +41,7 @@ class BM25Retriever:
             or a plain string).
         k1: Term-frequency saturation.
         b: Length normalisation.
-        show_progress: Progress bars while indexing and searching.
+        show_progress: bm25s' progress bars while indexing and searching (off by default).
 
     Raises:
         ValueError: ``corpus`` is empty.
@@ -36,8 +49,7 @@ class BM25Retriever:
 
     def __init__(self, corpus: Mapping[str, Mapping | str], *, k1: float = 1.5, b: float = 0.75,
                  show_progress: bool = False) -> None:
-        import bm25s  # loaded on first use: sgpt.search stays import-light
-
+        bm25s = _bm25s()
         if not corpus:
             raise ValueError("BM25Retriever: the corpus is empty")
         self.doc_ids = list(corpus)
@@ -47,10 +59,9 @@ class BM25Retriever:
         self._bm25.index(self._tokenize(texts), show_progress=show_progress)
 
     def _tokenize(self, texts: list[str]):
-        import bm25s
         import Stemmer
 
-        return bm25s.tokenize(texts, stopwords="en", stemmer=Stemmer.Stemmer("english"), return_ids=False,
+        return _bm25s().tokenize(texts, stopwords="en", stemmer=Stemmer.Stemmer("english"), return_ids=False,
                               show_progress=self.show_progress)
 
     def search(self, queries: Mapping[str, str], k: int, *,

@@ -52,6 +52,7 @@ INDEX_FILE = "index.faiss"
 DOCS_FILE = "docs.jsonl"
 OFFSETS_FILE = "docs.offsets.npy"
 TRAIN_POINTS_PER_LIST = 256  # IVF k-means sample: at most this many vectors per list
+MIN_POINTS_PER_LIST = 39  # faiss's k-means wants at least this many training vectors per list
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ def index_params(index_type: str, n: int, *, nlist: int | None = None, nprobe: i
         raise ValueError(f"index_type must be one of {', '.join(INDEX_TYPES)}, got {index_type!r}")
     params: dict[str, Any] = {"type": index_type, "metric": "inner_product"}
     if index_type == "ivf":
-        nlist = max(1, min(n, round(4 * math.sqrt(n)))) if nlist is None else nlist
+        nlist = max(1, min(round(4 * math.sqrt(n)), n // MIN_POINTS_PER_LIST)) if nlist is None else nlist
         if not 1 <= nlist <= n:
             raise ValueError(f"ivf: nlist must be in [1, n_docs={n}], got {nlist}")
         nprobe = max(1, math.ceil(nlist / 16)) if nprobe is None else nprobe
@@ -157,8 +158,9 @@ def make_faiss_index(params: Mapping[str, Any], shards: Sequence[np.ndarray], di
     """A FAISS inner-product index over the rows of ``shards`` (each ``[n_i, dim]`` float32), in order.
 
     ``flat``: exact ``IndexFlatIP``. ``ivf``: ``IndexIVFFlat`` with ``nlist`` lists, its k-means
-    trained on at most ``256 * nlist`` rows drawn uniformly (seed 0). ``hnsw``: ``IndexHNSWFlat``
-    with ``m`` links per node, ``METRIC_INNER_PRODUCT``.
+    trained on at most ``256 * nlist`` rows drawn uniformly (seed 0); fewer than 39 rows per list
+    (faiss's minimum) is logged once as a warning here instead of faiss's own stderr line.
+    ``hnsw``: ``IndexHNSWFlat`` with ``m`` links per node, ``METRIC_INNER_PRODUCT``.
     """
     import faiss
 
@@ -167,8 +169,16 @@ def make_faiss_index(params: Mapping[str, Any], shards: Sequence[np.ndarray], di
         index = faiss.IndexFlatIP(dim)
     elif kind == "ivf":
         quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFFlat(quantizer, dim, int(params["nlist"]), faiss.METRIC_INNER_PRODUCT)
-        index.train(_training_sample(shards, int(params["nlist"]) * TRAIN_POINTS_PER_LIST))
+        nlist = int(params["nlist"])
+        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        sample = _training_sample(shards, nlist * TRAIN_POINTS_PER_LIST)
+        if len(sample) < nlist * MIN_POINTS_PER_LIST:
+            if nlist > 1:
+                logger.warning("ivf: %d documents for nlist=%d lists is fewer than the %d per list faiss's k-means "
+                               "wants; a smaller nlist (at most %d) clusters better", len(sample), nlist,
+                               MIN_POINTS_PER_LIST, max(1, len(sample) // MIN_POINTS_PER_LIST))
+            index.cp.min_points_per_centroid = 1  # said above (or nothing to say for one list): no faiss warning
+        index.train(sample)
         index.nprobe = int(params["nprobe"])
     else:
         index = faiss.IndexHNSWFlat(dim, int(params["m"]), faiss.METRIC_INNER_PRODUCT)
@@ -234,7 +244,8 @@ def build_index(
         shard_size: documents per shard (the most a crash can lose).
         batch_size: texts per forward pass.
         index_type: ``flat`` (exact), ``ivf`` or ``hnsw``.
-        nlist: IVF lists (default ``round(4 * sqrt(n_docs))``).
+        nlist: IVF lists (default ``round(4 * sqrt(n_docs))``, at most ``n_docs // 39`` so that faiss's
+            k-means gets 39 documents per list, at least 1).
         nprobe: IVF lists visited per query (default ``ceil(nlist / 16)``; overridable per search).
         m: HNSW links per node.
         ef_construction: HNSW candidate list size while building.
@@ -254,13 +265,15 @@ def build_index(
         FileNotFoundError: no corpus file.
         ValueError: a bad corpus line (file, line and field named), an empty corpus, bad index
             parameters, shards of a different build in ``<out_dir>.partial`` (what differs is
-            named), or an ``out_dir`` that holds something other than an sgpt index.
+            named), or an ``out_dir`` that is a file or holds something other than an sgpt index.
     """
     import sgpt
 
     if shard_size < 1 or batch_size < 1:
         raise ValueError(f"shard_size and batch_size must be >= 1, got {shard_size} and {batch_size}")
     corpus_path, out_dir = Path(corpus_path), Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{out_dir}: exists and is not a folder (choose another --out)")
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file():
         raise ValueError(f"{out_dir}: exists and is not an sgpt index; refusing to replace it (choose another --out)")
     ids, texts = _read_documents(corpus_path)
@@ -312,7 +325,7 @@ def build_index(
         _write_docs(tmp, ids, texts)
         write_json(tmp / MANIFEST, manifest)
     store.remove()
-    logger.info("indexed %d documents (d=%d, %s) in %s", n, dim, index_type, out_dir)
+    logger.debug("indexed %d documents (d=%d, %s) in %s", n, dim, index_type, out_dir)
     return out_dir
 
 
@@ -346,12 +359,16 @@ class Index:
 
         Raises:
             FileNotFoundError: no such folder, or a file of the index is missing (named).
+            NotADirectoryError: ``path`` is a file.
             ValueError: not an sgpt index, an unknown format version, files that disagree with
                 the manifest, or a ``model`` whose signature differs from the index's.
         """
         import faiss
 
         path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise NotADirectoryError(f"{path}: is a file, not an index folder (give the folder written by "
+                                     "`sgpt index build`)")
         if not path.is_dir():
             raise FileNotFoundError(f"{path}: no such index folder")
         for name in (MANIFEST, INDEX_FILE, DOCS_FILE, OFFSETS_FILE):
@@ -442,17 +459,30 @@ class Index:
             OSError: the recorded model cannot be found.
         """
         if self._model is None:
-            import sgpt
-
+            model = self.recorded_model()
             record = self.manifest["model"]
-            if not record.get("name_or_path"):
-                raise ValueError(f"{self.path / MANIFEST}: no model location recorded; pass the query model")
-            model = self.check_model(sgpt.load(record["name_or_path"], **record.get("load_kwargs", {})))
             if weights_fingerprint(model) != record["weights_sha256"]:
                 raise ValueError(f"{self.path / MANIFEST}: the model at {record['name_or_path']} has changed since "
                                  "the index was built (weights differ); pass the model the index was built with")
             self._model = model
         return self._model
+
+    def recorded_model(self, **overrides: Any) -> BiEncoder:
+        """Load the model recorded in the manifest with its recorded ``sgpt.load`` arguments, updated
+        by ``overrides`` (e.g. ``dtype="bfloat16"``, ``pooling="cls"``), and check it (:meth:`check_model`).
+
+        Raises:
+            ValueError: no model location recorded, or the loaded model's signature differs from the
+                index's (an override of pooling or length does that; each difference is named).
+            OSError: the recorded model cannot be found.
+        """
+        import sgpt
+
+        record = self.manifest["model"]
+        if not record.get("name_or_path"):
+            raise ValueError(f"{self.path / MANIFEST}: no model location recorded; pass the query model")
+        kwargs = {**record.get("load_kwargs", {}), **{k: v for k, v in overrides.items() if v is not None}}
+        return self.check_model(sgpt.load(record["name_or_path"], **kwargs))
 
     # ------------------------------------------------------------------ search
     def search(self, queries: str | Sequence[str], k: int = 10, model: BiEncoder | None = None, *,
@@ -473,10 +503,16 @@ class Index:
             ``q`` lists of at most ``k`` hits, best first.
 
         Raises:
-            ValueError: ``k < 1``, or a query model whose signature differs from the index's.
+            ValueError: ``k < 1``, an empty query, ``nprobe`` / ``ef_search`` out of range or given
+                for another index type (see :meth:`search_vectors`), or a query model whose
+                signature differs from the index's. All but the last are checked before any model
+                is loaded.
         """
-        model = self.model if model is None or model is self._model else self.check_model(model)
         items = [queries] if isinstance(queries, str) else list(queries)
+        self.check_search_args(k, nprobe=nprobe, ef_search=ef_search, queries=items)
+        if not items:
+            return []
+        model = self.model if model is None or model is self._model else self.check_model(model)
         precision = self.manifest.get("precision")
         q = model.encode_queries(items, batch_size=batch_size, normalize=True,
                                  precision=None if precision == "float32" else precision)
@@ -489,16 +525,20 @@ class Index:
         Args:
             q_emb: ``[q, d]`` query vectors (normalise them for cosine scores).
             k: hits per query.
-            nprobe, ef_search: override the IVF / HNSW search parameters for this call.
+            nprobe: IVF lists visited for this call, in ``[1, nlist]`` (default: the manifest's).
+            ef_search: HNSW candidate list size for this call, ``>= 1`` (default: the manifest's);
+                below ``k`` it finds fewer than ``k`` hits.
 
         Returns:
-            ``q`` lists of at most ``k`` hits, best first.
+            ``q`` lists of at most ``k`` hits, best first. An IVF or HNSW index can return fewer
+            than ``min(k, n_docs)``; that is logged as a warning naming the parameter to raise.
 
         Raises:
-            ValueError: ``k < 1`` or ``q_emb`` not ``[q, d]`` with this index's ``d``.
+            ValueError: ``k < 1``, ``q_emb`` not ``[q, d]`` with this index's ``d``, ``nprobe``
+                outside ``[1, nlist]`` or ``ef_search < 1``, or either given for an index of
+                another type.
         """
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+        self.check_search_args(k, nprobe=nprobe, ef_search=ef_search)
         q_emb = np.asarray(q_emb)
         if q_emb.ndim != 2 or q_emb.shape[1] != self.dim:
             raise ValueError(f"query vectors must be [q, {self.dim}], got shape {list(q_emb.shape)}")
@@ -514,14 +554,60 @@ class Index:
                     doc_id, text = self._read_row(f, int(row))
                     hits.append(Hit(doc_id, float(score), text))
                 out.append(hits)
+        self._warn_if_short(out, k, nprobe, ef_search)
         return out
+
+    def check_search_args(self, k: int, *, nprobe: int | None = None, ef_search: int | None = None,
+                          queries: Sequence[str] = ()) -> None:
+        """Check search arguments without searching (callers can fail fast, before loading a model).
+
+        Raises:
+            ValueError: ``k < 1``; an empty (or blank) query; ``nprobe`` outside ``[1, nlist]`` or
+                given for a non-ivf index; ``ef_search < 1`` or given for a non-hnsw index.
+        """
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        for i, text in enumerate(queries):
+            if not isinstance(text, str) or not text.strip():
+                where = "the query" if len(queries) == 1 else f"query {i}"
+                raise ValueError(f"{where} is empty: give some text to search for")
+        params = self.manifest["index"]
+        kind = params["type"]
+        if nprobe is not None:
+            if kind != "ivf":
+                raise ValueError(f"nprobe (lists visited) only applies to ivf indexes; {self.path} is of type {kind}")
+            if not 1 <= nprobe <= int(params["nlist"]):
+                raise ValueError(f"nprobe must be in [1, nlist={params['nlist']}] for {self.path}, got {nprobe}")
+        if ef_search is not None:
+            if kind != "hnsw":
+                raise ValueError(f"ef_search (candidates) only applies to hnsw indexes; {self.path} is of type {kind}")
+            if ef_search < 1:
+                raise ValueError(f"ef_search must be >= 1 (and >= k={k} to find k hits), got {ef_search}")
 
     def _set_search_params(self, nprobe: int | None, ef_search: int | None) -> None:
         params = self.manifest["index"]
         if params["type"] == "ivf":
-            self.faiss_index.nprobe = int(nprobe or params["nprobe"])
+            self.faiss_index.nprobe = int(params["nprobe"] if nprobe is None else nprobe)
         elif params["type"] == "hnsw":
-            self.faiss_index.hnsw.efSearch = int(ef_search or params["ef_search"])
+            self.faiss_index.hnsw.efSearch = int(params["ef_search"] if ef_search is None else ef_search)
+
+    def _warn_if_short(self, out: list[list[Hit]], k: int, nprobe: int | None, ef_search: int | None) -> None:
+        """Log a warning when an approximate index returned fewer than ``min(k, n_docs)`` hits for a query."""
+        want = min(k, self.n_docs)
+        short = [len(hits) for hits in out if len(hits) < want]
+        if not short:
+            return
+        params = self.manifest["index"]
+        if params["type"] == "flat":  # cannot happen: exact search returns min(k, n_docs)
+            return
+        if params["type"] == "ivf":
+            used = params["nprobe"] if nprobe is None else nprobe
+            advice = f"search more lists with a larger nprobe (--nprobe; now {used} of nlist={params['nlist']})"
+        else:
+            used = params["ef_search"] if ef_search is None else ef_search
+            advice = f"use a larger ef_search (--ef-search; now {used}, at least k={k})"
+        logger.warning("%s: the %s index returned fewer than k=%d hits for %d of %d queries (fewest: %d); %s",
+                       self.path, params["type"], k, len(short), len(out), min(short), advice)
 
 
 def search(index_dir: str | Path, queries: str | Sequence[str], k: int = 10,

@@ -16,13 +16,10 @@ two models in one index.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
-import os
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sgpt.utils.io import read_json, write_json
+from sgpt.utils.io import atomic_file, read_json, write_json
 
 logger = logging.getLogger("sgpt.search")
 
@@ -94,16 +91,9 @@ def differences(expected: Mapping[str, Any], got: Mapping[str, Any], prefix: str
 
 
 def atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    """``np.save`` through a temporary file in the same folder and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """``np.save`` through a temporary file in the same folder and ``os.replace`` (ordinary permissions)."""
+    with atomic_file(path, "wb") as f:
+        np.save(f, array)
 
 
 class ShardStore:
