@@ -227,3 +227,23 @@ def test_ctrl_c_and_os_errors_are_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(evaluation, "evaluate_retrieval", raise_(PermissionError(13, "Permission denied", "x.bin")))
     assert main(["eval", "beir", "bm25", "--data", str(good)]) == 2
     assert _error(capsys) == "sgpt: error: x.bin: Permission denied"
+
+
+def test_format_flags_reach_the_model(minilm_path, tmp_path):
+    """--special-tokens/--query-prompt on inference commands, and `encode --role`."""
+    import numpy as np
+
+    import sgpt
+    from sgpt.cli import main
+
+    out = tmp_path / "q.npy"
+    assert main(["encode", str(minilm_path), "--text", "what is a glacier", "--output", str(out),
+                 "--role", "query", "--special-tokens", "specb"]) == 0
+    want = sgpt.load(minilm_path, special_tokens="specb").encode_queries(["what is a glacier"])
+    np.testing.assert_allclose(np.load(out), want, atol=1e-6)
+    assert main(["encode", str(minilm_path), "--text", "what is a glacier", "--output", str(out),
+                 "--role", "query", "--query-prompt", "query: "]) == 0
+    want = sgpt.load(minilm_path, query_prompt="query: ").encode_queries(["what is a glacier"])
+    np.testing.assert_allclose(np.load(out), want, atol=1e-6)
+    plain = sgpt.load(minilm_path).encode(["what is a glacier"])
+    assert np.abs(np.load(out) - plain).max() > 1e-3

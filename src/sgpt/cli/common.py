@@ -7,21 +7,38 @@ import argparse
 from sgpt.model.pooling import POOLING_MODES
 
 
-def add_model_args(p: argparse.ArgumentParser) -> None:
-    """Flags shared by commands that load a model for inference."""
+def add_model_args(p: argparse.ArgumentParser, *, formatting: bool = True) -> None:
+    """Flags shared by commands that load a model for inference (``formatting``: also the
+    query/document formatting flags, for commands that embed queries or documents)."""
     p.add_argument("--pooling", choices=POOLING_MODES, default=None, help="pooling mode (default: the saved one, else mean)")
     p.add_argument("--max-seq-length", type=int, default=None, help="truncate inputs to this many tokens")
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default=None, help="weight dtype (default float32)")
     p.add_argument("--batch-size", type=int, default=32)
+    if formatting:
+        add_format_args(p)
 
 
-# sgpt.load arguments that add_model_args (or later additions to it) may provide
-LOAD_ARGS = ("pooling", "max_seq_length", "dtype", "special_tokens", "query_prompt", "document_prompt")
+def add_format_args(p: argparse.ArgumentParser) -> None:
+    """Query/document formatting flags (``sgpt.model.formatting``); unset = the saved model's own."""
+    p.add_argument("--special-tokens", choices=["specb", "speca", "none"], default=None,
+                   help="SGPT query/document brackets: specb = [query] {document} with existing tokens, speca = "
+                        "four new learned tokens, none = no brackets; default: a saved model's own choice, else none")
+    p.add_argument("--query-prompt", default=None, help="text put in front of every query, e.g. 'query: '")
+    p.add_argument("--document-prompt", default=None, help="text put in front of every document")
 
 
-def load_kwargs(args: argparse.Namespace) -> dict:
-    """The ``sgpt.load`` keyword arguments given on the command line (flags left unset are omitted)."""
-    return {name: getattr(args, name) for name in LOAD_ARGS if getattr(args, name, None) is not None}
+FORMAT_ARGS = ("special_tokens", "query_prompt", "document_prompt")
+# sgpt.load arguments that add_model_args may provide
+LOAD_ARGS = ("pooling", "max_seq_length", "dtype", *FORMAT_ARGS)
+
+
+def load_kwargs(args: argparse.Namespace, names: tuple[str, ...] = LOAD_ARGS) -> dict:
+    """The ``sgpt.load`` keyword arguments given on the command line (flags left unset are
+    omitted; ``--special-tokens none`` is an explicit ``None``)."""
+    given = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    if given.get("special_tokens") == "none":
+        given["special_tokens"] = None
+    return given
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from sgpt.cli.common import add_model_args
+from sgpt.cli.common import add_model_args, load_kwargs
 
 
 def add_encode(sub) -> None:
@@ -18,6 +18,9 @@ def add_encode(sub) -> None:
     p.add_argument("--field", default="text", help="jsonl field holding the text")
     p.add_argument("--output", required=True, help=".npy file to write, float32 [n, d]")
     p.add_argument("--normalize", action="store_true", help="L2-normalise the vectors")
+    p.add_argument("--role", choices=["query", "document"], default=None,
+                   help="embed the texts as queries or documents (the model's brackets/prompts and tower); "
+                        "default: plain texts")
     p.add_argument("--precision", choices=["float32", "bfloat16"], default=None, help="bfloat16 = autocast")
     add_model_args(p)
     p.set_defaults(func=_run_encode)
@@ -55,9 +58,9 @@ def _run_encode(args: argparse.Namespace) -> int:
     import sgpt
 
     texts = args.text or read_texts(args.input, args.field)
-    model = sgpt.load(args.model, pooling=args.pooling, max_seq_length=args.max_seq_length, dtype=args.dtype)
+    model = sgpt.load(args.model, **load_kwargs(args))
     emb = model.encode(texts, batch_size=args.batch_size, normalize=args.normalize, show_progress=True,
-                       precision=args.precision)
+                       precision=args.precision, role=args.role)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp.npy")

@@ -14,7 +14,7 @@ def add_eval_sts(sub) -> None:
     p.add_argument("--data", required=True, help="STS-B folder/file, STS12-16 year folder or SICK file")
     p.add_argument("--split", default="test")
     p.add_argument("--output", help="write the scores as JSON here")
-    add_model_args(p)
+    add_model_args(p, formatting=False)
     p.set_defaults(func=_run_eval_sts)
 
 

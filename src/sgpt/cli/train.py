@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sgpt.cli.common import HelpFormatter
+from sgpt.cli.common import FORMAT_ARGS, HelpFormatter, add_format_args, load_kwargs
 from sgpt.model.pooling import POOLING_MODES
 
 
@@ -33,11 +33,7 @@ def add_train_retrieval(sub) -> None:
     p.add_argument("--model", required=True, help="hub id, folder, .gguf file or saved bi-encoder")
     p.add_argument("--pooling", choices=POOLING_MODES, default=None,
                    help="pooling mode (default: a saved bi-encoder's own, else weightedmean)")
-    p.add_argument("--special-tokens", choices=["specb", "speca", "none"], default=None,
-                   help="SGPT query/document brackets: specb = [query] {document} with existing tokens, speca = "
-                        "four new learned tokens; default: a saved model's own choice, else none")
-    p.add_argument("--query-prompt", default=None, help="text put in front of every query, e.g. 'query: '")
-    p.add_argument("--document-prompt", default=None, help="text put in front of every document")
+    add_format_args(p)
     p.add_argument("--asym", action="store_true",
                    help="separate query and document transformers (two copies of the model; twice the parameters)")
     p.add_argument("--train-data", action="append", required=True,
@@ -159,15 +155,12 @@ def _run_train_nli(args: argparse.Namespace) -> int:
 
 
 def _run_train_retrieval(args: argparse.Namespace) -> int:
-    from sgpt.model.folder import UNSET
     from sgpt.train.retrieval import train_retrieval
 
     cfg = train_config(args, checkpoint_every_epoch=args.checkpoints, resume=args.resume)
-    special = UNSET if args.special_tokens is None else (None if args.special_tokens == "none" else args.special_tokens)
     results = train_retrieval(
         args.model, args.train_data, cfg, pooling=args.pooling, max_seq_length=args.max_seq_length,
-        special_tokens=special, query_prompt=args.query_prompt, document_prompt=args.document_prompt,
-        asym=args.asym, split=args.split, negatives=args.negatives, negatives_per_query=args.negatives_per_query,
+        **load_kwargs(args, FORMAT_ARGS), asym=args.asym, split=args.split, negatives=args.negatives, negatives_per_query=args.negatives_per_query,
         eval_data=args.eval_data, eval_split=args.eval_split, eval_before=args.eval_before,
         dev_data=args.dev_data, dev_split=args.dev_split, freeze=args.freeze, freezenonbias=args.freezenonbias,
         skip_bad_rows=args.skip_bad_rows, dtype=args.dtype, eval_precision=args.eval_precision,
