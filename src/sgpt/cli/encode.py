@@ -56,16 +56,15 @@ def _run_encode(args: argparse.Namespace) -> int:
     import numpy as np
 
     import sgpt
+    from sgpt.utils.io import atomic_file
 
     texts = args.text or read_texts(args.input, args.field)
     model = sgpt.load(args.model, **load_kwargs(args))
     emb = model.encode(texts, batch_size=args.batch_size, normalize=args.normalize, show_progress=True,
                        precision=args.precision, role=args.role)
     out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.npy")
-    np.save(tmp, emb)
-    tmp.replace(out)
+    with atomic_file(out, "wb") as f:  # a crash never leaves a half-written .npy
+        np.save(f, emb)
     print(f"wrote {emb.shape[0]} x {emb.shape[1]} float32 to {out}")
     return 0
 
