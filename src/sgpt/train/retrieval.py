@@ -172,11 +172,11 @@ def train_retrieval(
         before = {name: run(model) for name, run in tests.items()}
         for name, scores in before.items():
             logger.info("before training: %s ndcg@10 = %.4f", name, scores["ndcg@10"])
+    cfg = dataclasses.replace(cfg, selection_metric=SELECTION_METRIC)  # what a dev set would select on
     dev = None
     if dev_data is not None:
         dev = beir_evaluator(dev_data, dev_split, cfg.eval_batch_size, precision=eval_precision,
                              skip_bad_rows=skip_bad_rows)
-        cfg = dataclasses.replace(cfg, selection_metric=SELECTION_METRIC)
     data = RoundRobinExamples(examples, negatives_per_query=negatives_per_query, seed=cfg.seed)
     summary = fit(model, data, cfg, evaluator=dev, roles=QUERY_DOCUMENT)
     if not is_main_process():
