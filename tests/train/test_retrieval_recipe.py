@@ -54,6 +54,14 @@ def test_queries_without_negatives_are_left_out(tmp_path, caplog):
     assert len(none) == 6 and n == 0 and "in-batch negatives only" in caplog.text
 
 
+def test_a_training_path_given_twice_is_read_once(tmp_path, caplog):
+    folder, negatives = write_beir(tmp_path / "toy")
+    once = load_retrieval_examples([folder], negatives=negatives)
+    twice = load_retrieval_examples([folder, tmp_path / "toy" / "."], negatives=negatives)
+    assert twice == once and len(once) == 6
+    assert "given more than once" in caplog.text
+
+
 def test_bm25_negatives_mined_on_the_fly(tmp_path):
     folder, _ = write_beir(tmp_path / "toy")
     examples = load_retrieval_examples([folder], negatives="bm25", mined_dir=tmp_path / "mined")

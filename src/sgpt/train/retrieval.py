@@ -33,17 +33,25 @@ def load_retrieval_examples(paths: Sequence[str | Path], *, split: str = "train"
     by id from ``negatives``, a ``sgpt mine-negatives`` file, or ``"bm25"`` to mine them now with
     BM25, top 30, written to ``mined_dir``) or a generic ``{query, pos: [...], neg: [...]}`` jsonl file.
 
+    A path given twice is read once.
+
     Raises:
         ValueError: no training query at all.
     """
     examples: list[RetrievalExample] = []
-    for path in paths:
-        if not Path(path).is_dir():
+    unique = list(dict.fromkeys(Path(p).resolve() for p in paths))
+    if len(unique) < len(paths):
+        logger.warning("a training path was given more than once; it is read once")
+    for path in unique:
+        if not path.is_dir():
+            if negatives is not None:
+                logger.warning("%s: --negatives applies to BEIR-layout folders; this file's own 'neg' "
+                               "lists are used", path)
             examples.extend(read_retrieval_examples(path, skip_bad_rows=skip_bad_rows))
             continue
         source = negatives
         if negatives == "bm25":
-            source = mine_bm25_negatives(path, split, Path(mined_dir or ".") / f"{Path(path).name}-bm25.jsonl",
+            source = mine_bm25_negatives(path, split, Path(mined_dir or ".") / f"{path.name}-bm25.jsonl",
                                          skip_bad_rows=skip_bad_rows)
         examples.extend(beir_examples(path, split, source, skip_bad_rows=skip_bad_rows))
     if not examples:
