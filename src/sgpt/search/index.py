@@ -32,7 +32,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from sgpt.search.shards import ShardStore, corpus_fingerprint, differences, json_normal, weights_fingerprint
+from sgpt.search.shards import (
+    ShardStore,
+    corpus_fingerprint,
+    json_normal,
+    weights_fingerprint,
+)
+from sgpt.utils.diff import differences
 from sgpt.utils.io import atomic_dir, read_json, write_json
 
 if TYPE_CHECKING:

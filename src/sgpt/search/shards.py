@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from sgpt.utils.diff import differences
 from sgpt.utils.io import atomic_file, read_json, write_json
 
 logger = logging.getLogger("sgpt.search")
@@ -72,22 +73,6 @@ def weights_fingerprint(model: nn.Module, sample: int = 4096) -> str:
 def json_normal(obj: Any) -> Any:
     """``obj`` as it reads back from JSON (tuples become lists, keys strings), for comparisons."""
     return json.loads(json.dumps(obj))
-
-
-def differences(expected: Mapping[str, Any], got: Mapping[str, Any], prefix: str = "") -> list[str]:
-    """Human-readable differences between two JSON-like dicts: ``["pooling: 'mean' vs 'cls'", ...]``.
-
-    Nested dicts are compared key by key (``text_format.query_prompt: ...``); a key present on
-    one side only shows as ``<absent>`` on the other.
-    """
-    out = []
-    for key in sorted(set(expected) | set(got), key=str):
-        a, b = expected.get(key, "<absent>"), got.get(key, "<absent>")
-        if isinstance(a, Mapping) and isinstance(b, Mapping):
-            out.extend(differences(a, b, f"{prefix}{key}."))
-        elif a != b:
-            out.append(f"{prefix}{key}: {a!r} vs {b!r}")
-    return out
 
 
 def atomic_save_npy(path: Path, array: np.ndarray) -> None:

@@ -47,6 +47,7 @@ from sgpt.train.gradcache import (
 from sgpt.train.losses import mnrl_global, split_columns
 from sgpt.train.params import adamw
 from sgpt.train.runlog import RunLog
+from sgpt.utils.diff import differences
 from sgpt.utils.io import write_json
 
 logger = logging.getLogger("sgpt.train")
@@ -438,7 +439,7 @@ def restore_checkpoint(folder: Path, model: BiEncoder, optimizer, scheduler, log
     from sgpt.model.folder import load
 
     state = torch.load(folder / TRAINER_STATE, map_location=model.device, weights_only=False)
-    differ = _differences(state.get("run", {}), run)
+    differ = differences(state.get("run", {}), run)
     if differ:
         raise ValueError(f"{folder}: --resume needs the settings of the run that wrote this checkpoint; "
                          f"differs: {'; '.join(differ)}")
@@ -479,14 +480,3 @@ def set_rng_state(state: dict) -> None:
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
-
-def _differences(saved: dict, now: dict, prefix: str = "") -> list[str]:
-    """``key: saved vs now`` for every (nested) key whose values differ."""
-    out = []
-    for key in sorted(set(saved) | set(now)):
-        a, b = saved.get(key), now.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out.extend(_differences(a, b, f"{prefix}{key}."))
-        elif a != b:
-            out.append(f"{prefix}{key}: {a!r} vs {b!r}")
-    return out
