@@ -47,13 +47,16 @@ def snli_triplets(n: int, seed: int = 0) -> list[tuple[str, str, str]]:
 
 
 def encode_vs_st(name: str, path: str, pooling: str, texts: list[str], batch: int, precision: str, repeats: int,
-                 *, max_seq_length: int | None = None, role: str | None = None) -> dict:
+                 *, max_seq_length: int | None = None, role: str | None = None, chat_template: bool = False) -> dict:
     """Time sgpt's encode (``encode_documents``/``encode_queries`` for a ``role``) against
     sentence-transformers' ``encode`` on the same folder, texts, batch size and precision.
 
-    Both sides load the folder that sgpt saves under ``runs/bench-encode-<name>[-len<L>]``
-    (sentence-transformers 6 would otherwise wrap SmolLM2 texts in its chat template). A warm-up
-    encode of 64 texts precedes each timing; the best of ``repeats`` runs is kept.
+    Both sides load the folder that sgpt saves under ``runs/bench-encode-<name>[-len<L>][-chat]``:
+    raw text by default (a plain SmolLM2 folder would make sentence-transformers 6 wrap texts in
+    the chat template), or with ``chat_template`` the chat-template formatting that
+    sentence-transformers gives a plain SmolLM2 folder by default (its ``modality_config`` is
+    saved, so both sides render the template). A warm-up encode of 64 texts precedes each
+    timing; the best of ``repeats`` runs is kept.
 
     Returns:
         texts, tokens (sgpt's token count of the inputs), seconds, texts/s and tokens/s of each
@@ -66,9 +69,10 @@ def encode_vs_st(name: str, path: str, pooling: str, texts: list[str], batch: in
 
     import sgpt
 
-    folder = REPO / "runs" / (f"bench-encode-{name}" + (f"-len{max_seq_length}" if max_seq_length else ""))
+    folder = REPO / "runs" / (f"bench-encode-{name}" + (f"-len{max_seq_length}" if max_seq_length else "")
+                              + ("-chat" if chat_template else ""))
     if not (folder / "modules.json").exists():
-        sgpt.load(path, pooling=pooling, max_seq_length=max_seq_length).save(folder)
+        sgpt.load(path, pooling=pooling, max_seq_length=max_seq_length, chat_template=chat_template).save(folder)
     dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
     ours = sgpt.load(folder, dtype=dtype)
     st = SentenceTransformer(str(folder), device="cpu", model_kwargs={"dtype": dtype})
@@ -89,6 +93,7 @@ def encode_vs_st(name: str, path: str, pooling: str, texts: list[str], batch: in
     diff = float(np.abs(e_ours - e_st).max())
     cos = float(np.min(np.sum(e_ours * e_st, 1) / (np.linalg.norm(e_ours, axis=1) * np.linalg.norm(e_st, axis=1))))
     return {"model": name, "texts": len(texts), "tokens": n_tokens, "batch_size": batch, "precision": precision,
+            "chat_template": chat_template,
             "max_seq_length": ours.max_seq_length, "sgpt_s": t_ours, "st_s": t_st,
             "sgpt_texts_per_s": len(texts) / t_ours, "st_texts_per_s": len(texts) / t_st,
             "sgpt_tokens_per_s": n_tokens / t_ours, "st_tokens_per_s": n_tokens / t_st,

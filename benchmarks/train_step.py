@@ -2,13 +2,19 @@
 
     python benchmarks/train_step.py                 # SmolLM2-135M, 32 SNLI triplets, max length 75
     python benchmarks/train_step.py --steps 3 --model minilm
+    python benchmarks/train_step.py --chat-template   # texts in SmolLM2's chat template on both sides
 
 Both sides train from the same weights on batches from SNLI dev+test triplets with a
 no-duplicates sampler: sentence-transformers through its own trainer (``SentenceTransformerTrainer``,
 ``BatchSamplers.NO_DUPLICATES``), sgpt through ``sgpt.train.trainer.mnrl_step`` + AdamW. The
 first step of each is a warm-up and not timed. Before timing, the loss of one identical batch is
 computed by both and must agree. Prints seconds per step and the speed-up, and writes
-``benchmarks/results/train_step.json`` and a bar plot.
+``benchmarks/results/train_step_<model>[_chat].json`` and a bar plot.
+
+``--chat-template`` trains on texts rendered with the chat template on both sides: what
+sentence-transformers 6 does by default with a plain SmolLM2 folder (the issue's reference run);
+sgpt then computes the template head shared by all texts once per micro-batch
+(``sgpt.model.prefix``).
 """
 
 from __future__ import annotations
@@ -23,24 +29,24 @@ import torch
 from common import REPO, minilm_path, smollm2_path, snli_triplets
 
 
-def st_model(path: str, pooling: str, max_len: int):
-    """sentence-transformers on the same backbone, pooling and max length.
+def st_model(path: str, pooling: str, max_len: int, chat: bool = False):
+    """sentence-transformers on the same backbone, pooling, max length and formatting.
 
-    Built from a folder that sgpt saves: sentence-transformers 6 builds a plain-folder decoder
-    with a chat template as a chat model (it wraps every text in the template), which is not
-    the bi-encoder under test.
+    Built from a folder that sgpt saves: raw text unless ``chat`` (a plain SmolLM2 folder would
+    make sentence-transformers 6 wrap every text in the chat template); with ``chat`` the folder
+    says so and sentence-transformers renders the template.
     """
     from sentence_transformers import SentenceTransformer
 
     import sgpt
 
-    folder = REPO / "runs" / f"bench-st-{Path(path).name}-{pooling}-{max_len}"
+    folder = REPO / "runs" / f"bench-st-{Path(path).name}-{pooling}-{max_len}{'-chat' if chat else ''}"
     if not (folder / "modules.json").exists():
-        sgpt.load(path, pooling=pooling, max_seq_length=max_len).save(folder)
+        sgpt.load(path, pooling=pooling, max_seq_length=max_len, chat_template=chat).save(folder)
     return SentenceTransformer(str(folder), device="cpu")
 
 
-def st_step_times(path, pooling, max_len, triplets, batch, steps, lr):
+def st_step_times(path, pooling, max_len, triplets, batch, steps, lr, chat=False):
     """Seconds per optimizer step of sentence-transformers' trainer (first step excluded)."""
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
@@ -48,7 +54,7 @@ def st_step_times(path, pooling, max_len, triplets, batch, steps, lr):
     from sentence_transformers.training_args import BatchSamplers
     from transformers import TrainerCallback
 
-    model = st_model(path, pooling, max_len)
+    model = st_model(path, pooling, max_len, chat)
     times: list[float] = []
 
     class Timer(TrainerCallback):
@@ -70,7 +76,7 @@ def st_step_times(path, pooling, max_len, triplets, batch, steps, lr):
     return times[1:]
 
 
-def sgpt_step_times(path, pooling, max_len, triplets, batch, steps, lr, micro):
+def sgpt_step_times(path, pooling, max_len, triplets, batch, steps, lr, micro, chat=False):
     """Seconds per optimizer step of sgpt's MNRL step + AdamW (first step excluded)."""
 
     import sgpt
@@ -79,7 +85,7 @@ def sgpt_step_times(path, pooling, max_len, triplets, batch, steps, lr, micro):
     from sgpt.train.params import adamw
     from sgpt.train.trainer import mnrl_step
 
-    model = sgpt.load(path, pooling=pooling, max_seq_length=max_len).train()
+    model = sgpt.load(path, pooling=pooling, max_seq_length=max_len, chat_template=chat).train()
     cfg = TrainConfig(output=str(REPO / "runs" / "bench-sgpt"), batch_size=batch, lr=lr, micro_batch_size=micro)
     opt = adamw(model, lr=lr)
     sampler, times = NoDuplicatesBatchSampler(triplets, batch, seed=0), []
@@ -93,19 +99,19 @@ def sgpt_step_times(path, pooling, max_len, triplets, batch, steps, lr, micro):
     return times[1:]
 
 
-def same_loss(path, pooling, max_len, triplets) -> tuple[float, float]:
+def same_loss(path, pooling, max_len, triplets, chat=False) -> tuple[float, float]:
     """MNRL loss of one batch under sentence-transformers and under sgpt (must agree)."""
     from sentence_transformers.losses import MultipleNegativesRankingLoss
 
     import sgpt
     from sgpt.train.losses import mnrl_from_columns
 
-    st = st_model(path, pooling, max_len)
+    st = st_model(path, pooling, max_len, chat)
     cols = [[t[i] for t in triplets] for i in range(3)]
     with torch.no_grad():
         feats = [st.preprocess(c) for c in cols]
         st_loss = float(MultipleNegativesRankingLoss(st)(feats, None))
-        model = sgpt.load(path, pooling=pooling, max_seq_length=max_len)
+        model = sgpt.load(path, pooling=pooling, max_seq_length=max_len, chat_template=chat)
         ours = float(mnrl_from_columns([model.embed(c) for c in cols]))
     return st_loss, ours
 
@@ -117,26 +123,30 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3, help="timed steps per side (plus one warm-up)")
     p.add_argument("--max-seq-length", type=int, default=75)
     p.add_argument("--micro-batch-size", type=int, default=32)
+    p.add_argument("--chat-template", action="store_true",
+                   help="render texts with the chat template on both sides (sentence-transformers' default for SmolLM2)")
     args = p.parse_args()
+    chat = args.chat_template
     torch.manual_seed(0)
     path = smollm2_path() if args.model == "smollm2" else minilm_path()
     pooling = "weightedmean" if args.model == "smollm2" else "mean"
     triplets = snli_triplets(2000)
-    st_loss, our_loss = same_loss(path, pooling, args.max_seq_length, triplets[: args.batch_size])
+    st_loss, our_loss = same_loss(path, pooling, args.max_seq_length, triplets[: args.batch_size], chat)
     print(f"loss on one batch: sentence-transformers {st_loss:.6f}  sgpt {our_loss:.6f}")
     assert abs(st_loss - our_loss) < 1e-4 * max(1.0, abs(st_loss)), "losses disagree"
     ours = sgpt_step_times(path, pooling, args.max_seq_length, triplets, args.batch_size, args.steps, 2e-5,
-                           args.micro_batch_size)
-    st = st_step_times(path, pooling, args.max_seq_length, triplets, args.batch_size, args.steps, 2e-5)
+                           args.micro_batch_size, chat)
+    st = st_step_times(path, pooling, args.max_seq_length, triplets, args.batch_size, args.steps, 2e-5, chat)
     s_ours, s_st = sum(ours) / len(ours), sum(st) / len(st)
-    result = {"model": args.model, "batch_size": args.batch_size, "max_seq_length": args.max_seq_length,
+    result = {"model": args.model, "chat_template": chat, "batch_size": args.batch_size, "max_seq_length": args.max_seq_length,
               "threads": torch.get_num_threads(), "sgpt_s_per_step": s_ours, "st_s_per_step": s_st,
               "speedup": s_st / s_ours, "sgpt_steps": ours, "st_steps": st}
     print(json.dumps(result, indent=2))
     print(f"sgpt {s_ours:.2f} s/step, sentence-transformers {s_st:.2f} s/step: {s_st / s_ours:.2f}x")
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
-    (out / f"train_step_{args.model}.json").write_text(json.dumps(result, indent=2))
+    tag = f"{args.model}{'_chat' if chat else ''}"
+    (out / f"train_step_{tag}.json").write_text(json.dumps(result, indent=2))
     import matplotlib
 
     matplotlib.use("Agg")
@@ -145,9 +155,9 @@ def main() -> None:
     fig, ax = plt.subplots(figsize=(5, 3))
     ax.bar(["sentence-transformers", "sgpt"], [s_st, s_ours], color=["tab:gray", "tab:blue"])
     ax.set_ylabel("seconds per step")
-    ax.set_title(f"MNRL step, {args.model}, batch {args.batch_size}: {s_st / s_ours:.2f}x")
+    ax.set_title(f"MNRL step, {tag}, batch {args.batch_size}: {s_st / s_ours:.2f}x")
     fig.tight_layout()
-    fig.savefig(out / f"train_step_{args.model}.png", dpi=100)
+    fig.savefig(out / f"train_step_{tag}.png", dpi=100)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# The main job: SmolLM2-135M, weightedmean pooling, NLI triplets (SNLI dev+test + SICK train),
+# The main job: SmolLM2-135M-Instruct, weightedmean pooling, texts in its chat template (as
+# sentence-transformers embeds this model), NLI triplets (SNLI dev+test + SICK train),
 # MultipleNegativesRankingLoss, best checkpoint on STS-B dev, STS-B test before and after.
-# Needs `bash setup.sh` first. Takes about 25 minutes on 2 CPU cores.
+# Needs `bash setup.sh` first. Takes about 30 minutes on 2 CPU cores.
+#   SICK=0 bash examples/nli_smollm2.sh      # SNLI dev+test only (11,852 triplets): the reference's data
+#   FORMAT=--no-chat-template bash examples/nli_smollm2.sh   # raw text, as SGPT embeds
+# Extra arguments go to `sgpt train nli` (e.g. --max-steps 2 --no-eval-before --output runs/try).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data}
 OUT=${OUT:-runs/nli-smollm2}
-.venv/bin/python -m sgpt train nli --model models/smollm2-135m --pooling weightedmean \
-    --train-data "$DATA/snli-senteval" --train-data "$DATA/sick" \
-    --dev-data "$DATA/stsb" --output "$OUT" \
+FORMAT=${FORMAT:---chat-template}
+TRAIN=(--train-data "$DATA/snli-senteval")
+if [ "${SICK:-1}" != 0 ]; then TRAIN+=(--train-data "$DATA/sick"); fi
+.venv/bin/python -m sgpt train nli --model models/smollm2-135m --pooling weightedmean "$FORMAT" \
+    "${TRAIN[@]}" --dev-data "$DATA/stsb" --output "$OUT" \
     --max-steps 150 --batch-size 32 --lr 2e-5 --max-seq-length 75 --seed 0 \
     --eval-steps 50 --eval-before "$@"

@@ -91,7 +91,7 @@ def test_speca_adds_four_learned_tokens_and_reloads(tiny_gpt_dir, tmp_path):
 def test_specb_saved_and_restored(gpt_specb, tmp_path):
     gpt_specb.save(tmp_path / "m")
     saved = json.loads((tmp_path / "m" / "sgpt_format.json").read_text())
-    assert saved == {"special_tokens": "specb", "query_prompt": "", "document_prompt": ""}
+    assert saved == {"special_tokens": "specb", "query_prompt": "", "document_prompt": "", "chat_template": False}
     back = sgpt.load(tmp_path / "m")
     assert back.text_format == gpt_specb.text_format
     texts = ["alpha beta", LONG]

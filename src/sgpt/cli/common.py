@@ -16,6 +16,8 @@ def add_model_args(p: argparse.ArgumentParser, *, formatting: bool = True) -> No
     p.add_argument("--batch-size", type=int, default=32)
     if formatting:
         add_format_args(p)
+    else:
+        add_chat_template_arg(p)
 
 
 def add_format_args(p: argparse.ArgumentParser) -> None:
@@ -25,9 +27,18 @@ def add_format_args(p: argparse.ArgumentParser) -> None:
                         "four new learned tokens, none = no brackets; default: a saved model's own choice, else none")
     p.add_argument("--query-prompt", default=None, help="text put in front of every query, e.g. 'query: '")
     p.add_argument("--document-prompt", default=None, help="text put in front of every document")
+    add_chat_template_arg(p)
 
 
-FORMAT_ARGS = ("special_tokens", "query_prompt", "document_prompt")
+def add_chat_template_arg(p: argparse.ArgumentParser) -> None:
+    """``--chat-template / --no-chat-template`` (unset = the saved model's own choice)."""
+    p.add_argument("--chat-template", action=argparse.BooleanOptionalAction, default=None,
+                   help="render every text as the user message of the tokenizer's chat template, as "
+                        "sentence-transformers 6 does for chat models such as SmolLM2-Instruct (prompts "
+                        "become the system message); default: a saved model's own choice, else raw text (SGPT)")
+
+
+FORMAT_ARGS = ("special_tokens", "query_prompt", "document_prompt", "chat_template")
 # sgpt.load arguments that add_model_args may provide
 LOAD_ARGS = ("pooling", "max_seq_length", "dtype", *FORMAT_ARGS)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sgpt.cli.common import FORMAT_ARGS, HelpFormatter, add_format_args, load_kwargs
+from sgpt.cli.common import FORMAT_ARGS, HelpFormatter, add_chat_template_arg, add_format_args, load_kwargs
 from sgpt.model.pooling import POOLING_MODES
 
 
@@ -22,6 +22,7 @@ def add_train_nli(sub) -> None:
     p.add_argument("--eval-before", action=argparse.BooleanOptionalAction, default=False,
                    help="also score the untrained model on the test split")
     p.add_argument("--max-seq-length", type=int, default=75, help="tokens per text (SGPT NLI: 75)")
+    add_chat_template_arg(p)
     add_training_args(p, batch_size=64)
     p.set_defaults(func=_run_train_nli)
 
@@ -144,6 +145,7 @@ def _run_train_nli(args: argparse.Namespace) -> int:
         args.model, args.train_data, cfg, pooling=args.pooling, max_seq_length=args.max_seq_length,
         dev_data=args.dev_data, test_data=args.test_data, eval_before=args.eval_before, freeze=args.freeze,
         freezenonbias=args.freezenonbias, skip_bad_rows=args.skip_bad_rows, dtype=args.dtype,
+        chat_template=args.chat_template,
     )
     for key in ("test_before", "test_after"):
         if results[key]:

@@ -26,6 +26,7 @@ from sgpt.model.backbone import max_length_of, position_limit, resolve_dtype
 from sgpt.model.formatting import ROLES, Formatter, Role, TextFormat, add_speca_tokens
 from sgpt.model.heads import Dense
 from sgpt.model.pooling import check_pooling_mode, pool
+from sgpt.model.prefix import transformer_states
 
 
 logger = logging.getLogger("sgpt.model")
@@ -183,19 +184,17 @@ class BiEncoder(nn.Module):
 
     # ------------------------------------------------------------------ tokenisation
     def token_ids(self, texts: Sequence[str], role: Role | None = None) -> list[list[int]]:
-        """Token ids of each text: stripped, the role's prompt put in front, lower-cased if
+        """Token ids of each text: stripped (not under the chat template, like
+        sentence-transformers), the role's prompt put in front, lower-cased if
         ``do_lower_case``, then tokenised with the tokenizer's own special tokens and the role's
-        brackets (``sgpt.model.formatting.Formatter``), at most ``max_seq_length`` ids. No padding.
+        brackets, or rendered with the chat template (``sgpt.model.formatting.Formatter``), at
+        most ``max_seq_length`` ids. No padding.
 
         Args:
             texts: ``n`` strings.
             role: ``None`` (plain text), ``"query"`` or ``"document"``.
         """
-        prompt = self.text_format.prompt(role)
-        cleaned = [prompt + str(t).strip() for t in texts]
-        if self.do_lower_case:
-            cleaned = [t.lower() for t in cleaned]
-        return self.formatter(cleaned, role, self.max_seq_length)
+        return self.formatter([str(t) for t in texts], role, self.max_seq_length, lower=self.do_lower_case)
 
     def collate(self, ids: Sequence[Sequence[int]]) -> dict[str, Tensor]:
         """Right-pad token ids into ``input_ids [b, s]`` and ``attention_mask [b, s]`` (1 = real token).
@@ -228,7 +227,7 @@ class BiEncoder(nn.Module):
             ValueError: see :meth:`tower`.
         """
         tower = self.tower(role)
-        hidden = tower(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [b, s, h]
+        hidden = transformer_states(tower, input_ids, attention_mask)  # [b, s, h]; shared prefix computed once
         for head in self.dense:
             if head.position == "before":
                 hidden = head(hidden)

@@ -11,7 +11,8 @@ Layout written by ``save_folder`` (stock sentence-transformers 2.x–6.x loads i
     {i}_Pooling/config.json          legacy boolean keys (every sentence-transformers version reads them)
     {i}_Dense/                       layers after pooling
     {i}_Normalize/                   when the model normalises
-    sgpt_format.json                 query/document formatting (specb/speca/prompts), when not plain
+    sgpt_format.json                 query/document formatting (specb/speca/prompts/chat template),
+                                     when not plain
 
 An asymmetric model (separate query and document towers, SPEC 1.8) is written in the layout that
 sentence-transformers' ``Router.for_query_document`` saves (v6 writes the same; versions before 5,
@@ -35,6 +36,12 @@ Prompts are also written to ``config_sentence_transformers.json`` (``prompts``: 
 ``document``), so sentence-transformers' ``encode_query``/``encode_document`` apply them too.
 Brackets have no sentence-transformers equivalent (it only knows string prefixes): a stock
 sentence-transformers load of a specb/speca model embeds without them.
+
+A model that embeds through the chat template writes sentence-transformers 6's ``modality_config``
+with the ``message`` modality into ``sentence_bert_config.json``, so sentence-transformers renders
+the template too (and prompts as system messages); any other model writes no ``modality_config``,
+so sentence-transformers embeds its plain text even when the tokenizer has a chat template. A
+folder whose ``modality_config`` has ``message`` loads with ``chat_template=True``.
 """
 
 from __future__ import annotations
@@ -119,12 +126,26 @@ def _load_dense(folder: Path, position: str) -> Dense:
     return head
 
 
+# sentence-transformers 6's Transformer config for a model embedding through its chat template
+CHAT_MODALITY_CONFIG = {
+    "transformer_task": "feature-extraction",
+    "modality_config": {
+        "text": {"method": "forward", "method_output_name": "last_hidden_state"},
+        "message": {"method": "forward", "method_output_name": "last_hidden_state", "format": "flat"},
+    },
+    "module_output_name": "token_embeddings",
+}
+
+
 def _save_transformer(model: BiEncoder, tower: torch.nn.Module, folder: Path) -> None:
-    """One sentence-transformers ``Transformer`` module: weights, tokenizer, length config."""
+    """One sentence-transformers ``Transformer`` module: weights, tokenizer, length config
+    (and the ``message`` modality when the model embeds through the chat template)."""
     tower.save_pretrained(folder, safe_serialization=True)
     model.tokenizer.save_pretrained(folder)
-    write_json(folder / "sentence_bert_config.json",
-               {"max_seq_length": model.max_seq_length, "do_lower_case": model.do_lower_case})
+    config = {"max_seq_length": model.max_seq_length, "do_lower_case": model.do_lower_case}
+    if model.text_format.chat_template:
+        config |= CHAT_MODALITY_CONFIG
+    write_json(folder / "sentence_bert_config.json", config)
 
 
 def _save_router(model: BiEncoder, folder: Path, before: Sequence[Dense]) -> None:
@@ -307,6 +328,7 @@ def load(
     special_tokens: str | None | object = UNSET,
     query_prompt: str | None = None,
     document_prompt: str | None = None,
+    chat_template: bool | None = None,
     asym: bool = False,
     default_pooling: str = "mean",
 ) -> BiEncoder:
@@ -328,6 +350,10 @@ def load(
         query_prompt, document_prompt: prompts (string prefixes); default: the saved ones
             (``sgpt_format.json``, else sentence-transformers' ``prompts`` ``query`` and
             ``document``/``passage``).
+        chat_template: render texts with the tokenizer's chat template
+            (``sgpt.model.formatting``); default: the saved choice (``sgpt_format.json``, else
+            whether sentence-transformers' ``modality_config`` has ``message``); a plain backbone
+            embeds raw text, as SGPT does, unless asked.
         asym: give a symmetric model (plain backbone or saved folder) separate query and
             document towers, two copies of its transformer (``BiEncoder.make_asymmetric``);
             an asymmetric folder loads asymmetric either way.
@@ -348,7 +374,7 @@ def load(
     modules_file = root / "modules.json"
     if not modules_file.exists():
         backbone, tokenizer = load_backbone(name_or_path, dtype=dtype)
-        fmt = _text_format({}, special_tokens, query_prompt, document_prompt)
+        fmt = _text_format({}, special_tokens, query_prompt, document_prompt, chat_template)
         model = BiEncoder(backbone, tokenizer, pooling=pooling or check_pooling_mode(default_pooling),
                           max_seq_length=max_seq_length,
                           text_format=fmt)
@@ -392,7 +418,8 @@ def load(
         pooling=pooling or saved_pooling or "mean",
         max_seq_length=max_seq_length if max_seq_length is not None else saved.get("max_seq_length"),
         dense=dense, normalize=normalize, do_lower_case=bool(saved.get("do_lower_case", False)),
-        text_format=_text_format(saved_format(root), special_tokens, query_prompt, document_prompt),
+        text_format=_text_format(saved_format(root, saved), special_tokens, query_prompt, document_prompt,
+                                 chat_template),
         document_backbone=document, default_role=default_role,
     )
     if asym and not model.is_asymmetric:
@@ -410,18 +437,23 @@ def _warn_if_configs_differ(query: Path, document: Path) -> None:
                            document.parent, key, configs[0].get(key), configs[1].get(key), configs[0].get(key))
 
 
-def saved_format(root: Path) -> dict:
+def saved_format(root: Path, transformer_config: dict | None = None) -> dict:
     """The formatting saved in a folder: ``sgpt_format.json``, else the ``query`` and
-    ``document`` (or ``passage``) prompts of ``config_sentence_transformers.json``."""
+    ``document`` (or ``passage``) prompts of ``config_sentence_transformers.json`` and, from the
+    transformer's ``sentence_bert_config.json`` (``transformer_config``), whether
+    sentence-transformers would render the chat template (``message`` in ``modality_config``)."""
     if (root / FORMAT_FILE).exists():
         return read_json(root / FORMAT_FILE) | {"where": str(root / FORMAT_FILE)}
     st_file = root / "config_sentence_transformers.json"
     prompts = (read_json(st_file).get("prompts") or {}) if st_file.exists() else {}
+    modalities = (transformer_config or {}).get("modality_config") or {}
     return {"query_prompt": prompts.get("query", ""),
-            "document_prompt": prompts.get("document", prompts.get("passage", ""))}
+            "document_prompt": prompts.get("document", prompts.get("passage", "")),
+            "chat_template": "message" in modalities}
 
 
-def _text_format(saved: dict, special_tokens, query_prompt: str | None, document_prompt: str | None) -> TextFormat:
+def _text_format(saved: dict, special_tokens, query_prompt: str | None, document_prompt: str | None,
+                 chat_template: bool | None = None) -> TextFormat:
     """The saved formatting with the given arguments on top (``UNSET``/``None`` keep the saved value)."""
     saved = dict(saved)
     where = saved.pop("where", "text format")
@@ -430,4 +462,5 @@ def _text_format(saved: dict, special_tokens, query_prompt: str | None, document
         special_tokens=fmt.special_tokens if special_tokens is UNSET else special_tokens,
         query_prompt=fmt.query_prompt if query_prompt is None else query_prompt,
         document_prompt=fmt.document_prompt if document_prompt is None else document_prompt,
+        chat_template=fmt.chat_template if chat_template is None else bool(chat_template),
     )

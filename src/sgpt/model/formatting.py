@@ -9,6 +9,10 @@ is marked with its role:
   the tokenizer and the embedding matrix.
 * prompts: free text put in front of a query (``query_prompt``) or a document
   (``document_prompt``), e.g. ``"query: "``, as instruction-style models expect.
+* ``chat_template``: every text becomes the user message of a conversation rendered with the
+  tokenizer's chat template (a prompt becomes the system message), exactly as
+  sentence-transformers >= 6 embeds with a chat model such as SmolLM2-Instruct. SGPT itself
+  embeds raw text; this is for chat-tuned decoders and for matching sentence-transformers.
 
 Brackets are inserted as token ids after tokenisation, never by string concatenation, so a
 bracket never merges with its neighbour (SPEC 5, row 3). The content is truncated so that the
@@ -20,6 +24,12 @@ whole sequence, brackets and the tokenizer's own special tokens included, is at 
 Prompts are prefixed as strings, exactly as sentence-transformers applies its ``prompts``, so a
 saved model with prompts encodes the same in sentence-transformers' ``encode_query`` /
 ``encode_document``.
+
+With the chat template, a text longer than ``max_seq_length`` loses the end of its content but
+keeps the template's tail (``<|im_end|>\n`` for SmolLM2): the rendered conversation is cut to
+``max_seq_length`` tokens and the tail is written back over its last tokens, as
+sentence-transformers does. Every row then starts with the same template head (about 24 tokens
+for SmolLM2), which a causal model computes once per batch (``sgpt.model.prefix``).
 """
 
 from __future__ import annotations
@@ -51,20 +61,30 @@ class TextFormat:
         special_tokens: ``None``, ``"specb"`` or ``"speca"`` (see module doc).
         query_prompt: text put in front of every query (string prefix, as sentence-transformers does).
         document_prompt: text put in front of every document.
+        chat_template: render every text as the user message of the tokenizer's chat template;
+            prompts then become the system message (see module doc).
+
+    Raises:
+        ValueError: unknown ``special_tokens``, or brackets together with ``chat_template``.
     """
 
     special_tokens: str | None = None
     query_prompt: str = ""
     document_prompt: str = ""
+    chat_template: bool = False
 
     def __post_init__(self) -> None:
         if self.special_tokens not in (None, *SPECIAL_TOKEN_MODES):
             raise ValueError(f"special_tokens must be None, 'specb' or 'speca', got {self.special_tokens!r}")
+        if self.chat_template and self.special_tokens:
+            raise ValueError(f"special_tokens={self.special_tokens!r} cannot be combined with chat_template: the "
+                             "template marks the text itself; use query_prompt/document_prompt (system messages)")
 
     @property
     def is_plain(self) -> bool:
-        """True when queries and documents are embedded exactly like any other text."""
-        return self.special_tokens is None and not self.query_prompt and not self.document_prompt
+        """True when every text is tokenised as it is, whatever its role."""
+        return (self.special_tokens is None and not self.query_prompt and not self.document_prompt
+                and not self.chat_template)
 
     def to_dict(self) -> dict:
         """JSON form, stored in the model folder (``sgpt_format.json``) and in index manifests."""
@@ -77,12 +97,15 @@ class TextFormat:
         Raises:
             ValueError: unknown keys or values, naming ``where``.
         """
-        unknown = set(data) - {"special_tokens", "query_prompt", "document_prompt"}
+        unknown = set(data) - {"special_tokens", "query_prompt", "document_prompt", "chat_template"}
         if unknown:
             raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
+        if not isinstance(data.get("chat_template", False), bool):
+            raise ValueError(f"{where}: chat_template must be true or false, got {data['chat_template']!r}")
         try:
             return cls(special_tokens=data.get("special_tokens"), query_prompt=str(data.get("query_prompt") or ""),
-                       document_prompt=str(data.get("document_prompt") or ""))
+                       document_prompt=str(data.get("document_prompt") or ""),
+                       chat_template=bool(data.get("chat_template", False)))
         except ValueError as e:
             raise ValueError(f"{where}: {e}") from None
 
@@ -136,7 +159,8 @@ class Formatter:
         fmt: the text format.
 
     Raises:
-        ValueError: a bracket that is not one token of the tokenizer.
+        ValueError: a bracket that is not one token of the tokenizer, or ``chat_template`` with a
+            tokenizer that has none.
     """
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, fmt: TextFormat) -> None:
@@ -146,15 +170,26 @@ class Formatter:
         if fmt.special_tokens:
             qs, qe, ds, de = (bracket_token_id(tokenizer, t) for t in BRACKETS[fmt.special_tokens])
             self.brackets = {"query": (qs, qe), "document": (ds, de)}
+        if fmt.chat_template and not getattr(tokenizer, "chat_template", None):
+            raise ValueError("chat_template=True but this tokenizer has no chat template "
+                             "(tokenizer_config.json 'chat_template' or chat_template.jinja)")
         self.prefix, self.suffix = own_special_tokens(tokenizer)
+        self._tails: dict[str, list[int]] = {}
 
-    def __call__(self, texts: Sequence[str], role: Role | None, max_seq_length: int) -> list[list[int]]:
+    def __call__(self, texts: Sequence[str], role: Role | None, max_seq_length: int,
+                 lower: bool = False) -> list[list[int]]:
         """Token ids of each text in ``role``; ``[n] -> n lists`` of at most ``max_seq_length`` ids,
-        no padding. Texts come cleaned and with their prompt (:meth:`TextFormat.prompt`) in front.
+        no padding. Texts are stripped of outer whitespace (as SGPT and sentence-transformers
+        before v6 do; chat messages are not, as in sentence-transformers 6) and the role's prompt
+        is added here.
 
-        Without brackets this is the tokenizer's own call (special tokens added, truncation at
+        Plain: the tokenizer's own call on ``prompt + text`` (special tokens added, truncation at
         ``max_seq_length``). With brackets: ``prefix + [start] + content + [end] + suffix``, the
-        content truncated to ``max_seq_length - len(prefix) - len(suffix) - 2`` tokens.
+        content truncated to ``max_seq_length - len(prefix) - len(suffix) - 2`` tokens. With the
+        chat template: see :meth:`chat`.
+
+        Args:
+            lower: lower-case ``prompt + text`` (the text only, with the chat template).
 
         Raises:
             ValueError: unknown role, or ``max_seq_length`` too short to hold one content token.
@@ -163,6 +198,10 @@ class Formatter:
             raise ValueError(f"role must be None, 'query' or 'document', got {role!r}")
         if not texts:
             return []
+        prompt = self.format.prompt(role)
+        if self.format.chat_template:
+            return self.chat([t.lower() if lower else t for t in texts], prompt, max_seq_length)
+        texts = [(prompt + t.strip()).lower() if lower else prompt + t.strip() for t in texts]
         bracket = self.brackets.get(role or "")
         if bracket is None:
             enc = self.tokenizer(texts, add_special_tokens=True, truncation=True, max_length=max_seq_length,
@@ -176,6 +215,43 @@ class Formatter:
                              padding=False, return_attention_mask=False, return_token_type_ids=False)
         start, end = bracket
         return [self.prefix + [start] + list(ids) + [end] + self.suffix for ids in enc["input_ids"]]
+
+    def chat(self, texts: Sequence[str], system: str, max_seq_length: int) -> list[list[int]]:
+        """Chat-template token ids: each text is the user message of a conversation (after a system
+        message ``system`` when not empty), rendered with the tokenizer's template, tokenised
+        without adding special tokens, cut to ``max_seq_length`` ids; a cut row gets the
+        template's tail (:meth:`template_tail`) written back over its last ids. This is
+        sentence-transformers 6's ``message`` modality with its default ``restore_suffix``.
+        """
+        head = [{"role": "system", "content": system}] if system else []
+        rendered = self.tokenizer.apply_chat_template([head + [{"role": "user", "content": t}] for t in texts],
+                                                      tokenize=False)
+        enc = self.tokenizer(list(rendered), add_special_tokens=False, truncation=True, max_length=max_seq_length,
+                             padding=False, return_attention_mask=False, return_token_type_ids=False)
+        rows = [list(ids) for ids in enc["input_ids"]]
+        tail = self.template_tail(system)
+        keep = min(len(tail), max_seq_length)
+        for row in rows:
+            if len(row) >= max_seq_length and keep:
+                row[-keep:] = tail[-keep:]
+        return rows
+
+    def template_tail(self, system: str = "") -> list[int]:
+        """The ids the chat template puts after the user's text (``<|im_end|>\n`` for SmolLM2),
+        found as the longest common end of two renders with different texts, as
+        sentence-transformers derives it; ``[]`` if the renders share no end."""
+        if system not in self._tails:
+            head = [{"role": "system", "content": system}] if system else []
+            first, second = (self.tokenizer(self.tokenizer.apply_chat_template(
+                head + [{"role": "user", "content": filler}], tokenize=False), add_special_tokens=False)["input_ids"]
+                for filler in ("0", "1 2 3 4"))
+            count = 0
+            for a, b in zip(reversed(first), reversed(second)):
+                if a != b:
+                    break
+                count += 1
+            self._tails[system] = list(first[len(first) - count:]) if 0 < count < min(len(first), len(second)) else []
+        return self._tails[system]
 
 
 def own_special_tokens(tokenizer: PreTrainedTokenizerBase) -> tuple[list[int], list[int]]:

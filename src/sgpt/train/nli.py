@@ -70,6 +70,7 @@ def train_nli(
     freezenonbias: bool = False,
     skip_bad_rows: bool = False,
     dtype: str | None = None,
+    chat_template: bool | None = None,
 ) -> dict:
     """Train a bi-encoder on NLI triplets with MNRL and score it on STS (SGPT's NLI script, SPEC 2.1).
 
@@ -86,6 +87,8 @@ def train_nli(
         freeze, freezenonbias: see ``sgpt.train.params.apply_freezing``.
         skip_bad_rows: skip (and count) malformed data rows instead of stopping.
         dtype: backbone weight dtype.
+        chat_template: render texts with the tokenizer's chat template, as sentence-transformers 6
+            does for chat models (default: the saved choice, else raw text as SGPT).
 
     Returns:
         ``{"train": fit summary, "test_before": scores | None, "test_after": scores | None}``,
@@ -94,7 +97,7 @@ def train_nli(
     check_output(Path(cfg.output), cfg.resume)  # before any work: refuse a folder the run would destroy
     examples = load_examples(train_data, seed=cfg.seed, skip_bad_rows=skip_bad_rows)
     model = load(model_name, pooling=pooling, default_pooling="weightedmean", max_seq_length=max_seq_length,
-                 dtype=dtype)
+                 dtype=dtype, chat_template=chat_template)
     apply_freezing(model, freeze=freeze, freezenonbias=freezenonbias)
     test_path = test_data or dev_data
     test_eval = sts_evaluator(test_path, "test", cfg.eval_batch_size) if test_path else None

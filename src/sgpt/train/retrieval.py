@@ -114,6 +114,7 @@ def train_retrieval(
     special_tokens: str | None | object = UNSET,
     query_prompt: str | None = None,
     document_prompt: str | None = None,
+    chat_template: bool | None = None,
     asym: bool = False,
     split: str = "train",
     negatives: str | Path | None = None,
@@ -146,6 +147,7 @@ def train_retrieval(
         max_seq_length: truncation length in tokens (SGPT msmarco: 300).
         special_tokens: ``"specb"``, ``"speca"`` or ``None``; default: the saved model's choice.
         query_prompt, document_prompt: prompts (string prefixes); default: the saved ones.
+        chat_template: render texts with the tokenizer's chat template; default: the saved choice.
         asym: separate query and document towers (SPEC 1.8).
         split, negatives: see :func:`load_retrieval_examples`.
         negatives_per_query: hard negatives per example; see :func:`with_negatives`.
@@ -171,7 +173,7 @@ def train_retrieval(
     model = load(model_name, pooling=pooling, default_pooling="weightedmean", max_seq_length=max_seq_length,
                  dtype=dtype,
                  special_tokens=special_tokens, query_prompt=query_prompt, document_prompt=document_prompt,
-                 **load_kwargs)
+                 chat_template=chat_template, **load_kwargs)
     apply_freezing(model, freeze=freeze, freezenonbias=freezenonbias)
     tests = {Path(p).name: beir_evaluator(p, eval_split, cfg.eval_batch_size, precision=eval_precision,
                                           skip_bad_rows=skip_bad_rows) for p in eval_data}
