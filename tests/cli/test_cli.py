@@ -82,6 +82,19 @@ def test_missing_sts_data_is_a_clear_error(minilm_path, tmp_path, capsys):
     assert "nowhere" in _error(capsys)
 
 
+def test_eval_sts_refuses_an_unwritable_output_before_scoring(tmp_path, capsys):
+    code = main(["eval", "sts", str(tmp_path / "no-model"), "--data", str(tmp_path / "no-data"),
+                 "--output", str(tmp_path / "missing-folder" / "r.json")])
+    assert code == 2
+    assert "--output" in _error(capsys)  # named before the missing data or model are even looked at
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"sgpt {sgpt.__version__}"
+
+
 def test_encode_jsonl_to_npy_in_input_order(minilm_path, minilm_st, tmp_path):
     texts = ["a much longer sentence about the weather in the mountains today", "short", "medium length one"]
     src = tmp_path / "in.jsonl"
@@ -121,3 +134,17 @@ def test_missing_local_model_is_not_looked_up_on_the_hub(tmp_path, capsys):
     code = main(["encode", str(tmp_path / "no-such-model"), "--text", "a", "--output", str(tmp_path / "e.npy")])
     assert code == 2
     assert f"no such model file or folder: {tmp_path / 'no-such-model'}" in _error(capsys)
+
+
+def test_precision_flags_take_both_spellings():
+    from sgpt.cli import build_parser
+
+    parser = build_parser()
+    for given, want in (("fp32", "float32"), ("bf16", "bfloat16"), ("bfloat16", "bfloat16")):
+        assert parser.parse_args(["encode", "m", "--text", "a", "--output", "e.npy", "--precision", given]).precision == want
+    for given, want in (("float32", "fp32"), ("bfloat16", "bf16"), ("bf16", "bf16"), ("auto", "auto")):
+        args = parser.parse_args(["train", "nli", "--model", "m", "--train-data", "d", "--output", "o",
+                                  "--precision", given])
+        assert args.precision == want
+    with pytest.raises(SystemExit):
+        parser.parse_args(["encode", "m", "--text", "a", "--output", "e.npy", "--precision", "fp8"])

@@ -158,3 +158,18 @@ def test_training_gradients_equal_without_the_shared_prefix(chat_dir, monkeypatc
     assert shared_loss == pytest.approx(plain_loss, abs=1e-6)
     for k, g in plain.items():
         assert (shared[k] - g).abs().max() <= 1e-4 * g.abs().max().clamp_min(1e-8), k
+
+
+def test_cli_chat_template_flag(chat_dir, tmp_path):
+    """``--chat-template`` reaches the model in the CLI (encode; eval sts shares the model flags)."""
+    from sgpt.cli import main
+
+    texts = ["the cat runs", "a dog barks"]
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    for flag, chat in (("--chat-template", True), ("--no-chat-template", False)):
+        out = tmp_path / f"{chat}.npy"
+        assert main(["encode", str(chat_dir), "--input", str(src), "--output", str(out), "--max-seq-length", "40",
+                     flag]) == 0
+        want = sgpt.load(chat_dir, max_seq_length=40, chat_template=chat).encode(texts)
+        np.testing.assert_allclose(np.load(out), want, atol=1e-6)

@@ -38,6 +38,30 @@ def add_chat_template_arg(p: argparse.ArgumentParser) -> None:
                         "become the system message); default: a saved model's own choice, else raw text (SGPT)")
 
 
+PRECISIONS = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16"}
+
+
+def precision_name(text: str) -> str:
+    """An inference ``--precision``: ``float32`` or ``bfloat16``, also spelled ``fp32`` / ``bf16``."""
+    if text not in PRECISIONS:
+        raise argparse.ArgumentTypeError(f"expected float32 (fp32) or bfloat16 (bf16), got {text!r}")
+    return PRECISIONS[text]
+
+
+def train_precision(text: str) -> str:
+    """The training ``--precision``: ``auto``, ``fp32`` or ``bf16`` (``float32`` / ``bfloat16`` accepted)."""
+    if text == "auto":
+        return text
+    return {"float32": "fp32", "bfloat16": "bf16"}[precision_name(text)]
+
+
+def add_precision_arg(p: argparse.ArgumentParser, flag: str = "--precision",
+                      help: str = "bfloat16 (bf16) = encode under autocast; float32 (fp32) = none; "
+                                  "vectors come back float32 either way") -> None:
+    """The inference precision flag (one spelling set for every command)."""
+    p.add_argument(flag, type=precision_name, default=None, metavar="{float32,bfloat16}", help=help)
+
+
 FORMAT_ARGS = ("special_tokens", "query_prompt", "document_prompt", "chat_template")
 # sgpt.load arguments that add_model_args may provide
 LOAD_ARGS = ("pooling", "max_seq_length", "dtype", *FORMAT_ARGS)

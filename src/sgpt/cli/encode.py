@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from sgpt.cli.common import add_model_args, load_kwargs
+from sgpt.cli.common import add_model_args, add_precision_arg, load_kwargs
 
 
 def add_encode(sub) -> None:
@@ -21,7 +21,7 @@ def add_encode(sub) -> None:
     p.add_argument("--role", choices=["query", "document"], default=None,
                    help="embed the texts as queries or documents (the model's brackets/prompts and tower); "
                         "default: plain texts")
-    p.add_argument("--precision", choices=["float32", "bfloat16"], default=None, help="bfloat16 = autocast")
+    add_precision_arg(p)
     add_model_args(p)
     p.set_defaults(func=_run_encode)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from sgpt.cli.common import add_model_args
+from sgpt.cli.common import add_model_args, load_kwargs
 
 
 def add_eval_sts(sub) -> None:
@@ -22,10 +22,12 @@ def _run_eval_sts(args: argparse.Namespace) -> int:
     import sgpt
     from sgpt.data import read_sts
     from sgpt.evaluation.sts import evaluate_sts
-    from sgpt.utils.io import write_json
+    from sgpt.utils.io import check_output_file, write_json
 
+    if args.output:
+        check_output_file(args.output, "--output")  # before scoring, not after
     data = read_sts(args.data, split=args.split)
-    model = sgpt.load(args.model, pooling=args.pooling, max_seq_length=args.max_seq_length, dtype=args.dtype)
+    model = sgpt.load(args.model, **load_kwargs(args))
     scores = evaluate_sts(model, data.sentences1, data.sentences2, data.scores, batch_size=args.batch_size,
                           show_progress=True)
     result = {"model": str(args.model), "data": str(args.data), "split": args.split, **scores}

@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 
-from sgpt.cli.common import add_model_args, load_kwargs
+from sgpt.cli.common import add_model_args, add_precision_arg, load_kwargs
 from sgpt.cli.retrieval import positive_int
 
 logging.getLogger("faiss").setLevel(logging.WARNING)  # its loader logs four INFO lines on every import
@@ -31,7 +31,7 @@ def add_index(sub) -> None:
     p.add_argument("--ef-construction", type=positive_int, default=200, help="hnsw: candidates while building")
     p.add_argument("--ef-search", type=positive_int, default=128,
                    help="hnsw: candidates while searching (>= the -k of searches)")
-    p.add_argument("--precision", choices=["float32", "bfloat16"], default=None, help="bfloat16 = autocast")
+    add_precision_arg(p)
     p.add_argument("--no-resume", action="store_true", help="discard the shards of an interrupted build")
     add_model_args(p)
     p.set_defaults(func=_run_index_build)

@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-from sgpt.cli.common import add_model_args, load_kwargs
+from sgpt.cli.common import add_model_args, add_precision_arg, load_kwargs
 
 BM25 = "bm25"
 
@@ -53,7 +53,7 @@ def add_eval_beir(sub) -> None:
                                     "but msmarco), and the per-set results are under \"datasets\"")
     p.add_argument("--k", type=positive_int, default=1000, help="hits retrieved per query (>= 1)")
     p.add_argument("--score", choices=["cos", "dot"], default="cos", help="similarity (bi-encoders)")
-    p.add_argument("--precision", choices=["float32", "bfloat16"], default=None, help="bfloat16 = autocast")
+    add_precision_arg(p)
     p.add_argument("--skip-bad-rows", action="store_true",
                    help="skip and count bad rows and judgments naming unknown ids instead of stopping")
     add_model_args(p)
@@ -126,7 +126,7 @@ def add_mine_negatives(sub) -> None:
                    help="hits retrieved per query (positives are then skipped)")
     p.add_argument("--num-negatives", type=nonnegative_int, default=None, help="keep at most this many per query")
     p.add_argument("--score", choices=["cos", "dot"], default="cos", help="similarity (--method model)")
-    p.add_argument("--precision", choices=["float32", "bfloat16"], default=None, help="bfloat16 = autocast")
+    add_precision_arg(p)
     p.add_argument("--skip-bad-rows", action="store_true", help="skip and count bad rows instead of stopping")
     add_model_args(p)
     p.set_defaults(func=_run_mine_negatives)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from sgpt.cli.common import FORMAT_ARGS, HelpFormatter, add_chat_template_arg, add_format_args, load_kwargs
+from sgpt.cli.common import (FORMAT_ARGS, HelpFormatter, add_chat_template_arg, add_format_args, add_precision_arg,
+                             load_kwargs, train_precision)
 from sgpt.model.pooling import POOLING_MODES
 
 
@@ -48,8 +49,8 @@ def add_train_retrieval(sub) -> None:
     p.add_argument("--eval-data", action="append", default=[],
                    help="BEIR-layout folder scored (nDCG@10 ...) on --eval-split after training; repeatable")
     p.add_argument("--eval-split", default="test", help="qrels split of --eval-data")
-    p.add_argument("--eval-precision", choices=["float32", "bfloat16"], default=None,
-                   help="encode evaluation sets in bfloat16 autocast (faster; default float32)")
+    add_precision_arg(p, "--eval-precision", help="encode evaluation sets in bfloat16 (bf16) autocast "
+                      "(faster; default float32)")
     p.add_argument("--eval-before", action=argparse.BooleanOptionalAction, default=False,
                    help="also score the untrained model on --eval-data")
     p.add_argument("--dev-data", help="BEIR-layout folder whose --dev-split picks the best checkpoint by "
@@ -81,8 +82,9 @@ def add_training_args(p: argparse.ArgumentParser, *, batch_size: int) -> None:
     p.add_argument("--eval-batch-size", type=int, default=64, help="texts per forward pass when scoring")
     p.add_argument("--micro-batch-size", type=int, default=32,
                    help="texts per forward pass inside a batch, grouped by length (speed only)")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                   help="bf16 = autocast (loss in float32); auto = bf16 on a GPU that supports it, else fp32")
+    p.add_argument("--precision", type=train_precision, default="auto", metavar="{auto,fp32,bf16}",
+                   help="bf16 (bfloat16) = autocast (loss in float32); fp32 (float32) = none; auto = bf16 on a "
+                        "GPU that supports it, else fp32")
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default=None, help="weight dtype")
     p.add_argument("--freeze", action="store_true", help="freeze the transformer (only added heads train)")
     p.add_argument("--freezenonbias", action="store_true", help="BitFit: train only bias tensors")
