@@ -60,7 +60,8 @@ def sgpt_step(job: dict, device: torch.device):
     from sgpt.train.config import TrainConfig
     from sgpt.train.trainer import make_step
 
-    model = sgpt.load(job["path"], pooling=job["pooling"], max_seq_length=job["max_len"], device=device).train()
+    model = sgpt.load(job["path"], pooling=job["pooling"], max_seq_length=job["max_len"], device=device,
+                      chat_template=False).train()  # raw text, as st_model builds it
     cfg = TrainConfig(output="unused", batch_size=job["batch"], precision="fp32", gradcache=job["chunk"] is not None,
                       chunk_size=job["chunk"] or 32, micro_batch_size=job["chunk"] or 32)
     step = make_step(model, cfg)

@@ -343,7 +343,7 @@ def test_embed_with_empty_text_keeps_graph(tiny):
 @pytest.mark.slow
 def test_smollm2_gguf_pad_token_and_batch_invariance(smollm2_gguf):
     """The real SmolLM2 GGUF (~20 s to load): pad = EOS, no BOS added, weightedmean batch invariant."""
-    model = sgpt.load(smollm2_gguf, pooling="weightedmean", max_seq_length=64)
+    model = sgpt.load(smollm2_gguf, pooling="weightedmean", max_seq_length=64, chat_template=False)  # raw text
     tok = model.tokenizer
     assert tok.pad_token == tok.eos_token == "<|im_end|>" and tok.pad_token_id == 2
     assert model.token_ids(["hello world"]) == [tok.convert_tokens_to_ids(tok.tokenize("hello world"))]

@@ -83,9 +83,22 @@ def test_chat_model_round_trips_through_sentence_transformers(chat_dir, tmp_path
     assert np.abs(ours.encode_queries(TEXTS) - ours.encode_documents(TEXTS)).max() > 1e-2  # system messages differ
 
 
+def test_plain_chat_folder_defaults_to_the_template_like_sentence_transformers(chat_dir, tiny_gpt_dir):
+    """Loaded without a choice, a plain folder whose tokenizer has a chat template embeds through
+    it, as sentence-transformers 6 builds that folder; brackets or no template mean raw text."""
+    ours = sgpt.load(chat_dir, pooling="mean", max_seq_length=40)
+    assert ours.text_format.chat_template is True
+    ref = st.SentenceTransformer(str(chat_dir), device="cpu")
+    ref.max_seq_length = 40
+    np.testing.assert_allclose(ours.encode(TEXTS), ref.encode(TEXTS), atol=1e-5)
+    assert sgpt.load(chat_dir, special_tokens="specb").text_format.chat_template is False
+    assert sgpt.load(tiny_gpt_dir).text_format.chat_template is False
+
+
 def test_raw_text_model_stays_raw_in_sentence_transformers(chat_dir, tmp_path):
-    """SGPT's default is raw text; its saved folder must keep sentence-transformers off the template."""
-    ours = sgpt.load(chat_dir, pooling="weightedmean", max_seq_length=40)
+    """--no-chat-template embeds raw text (SGPT); its saved folder must keep sentence-transformers
+    off the template although the tokenizer has one."""
+    ours = sgpt.load(chat_dir, pooling="weightedmean", max_seq_length=40, chat_template=False)
     assert ours.text_format.chat_template is False
     ours.save(tmp_path / "m")
     assert "modality_config" not in json.loads((tmp_path / "m" / "sentence_bert_config.json").read_text())
@@ -130,6 +143,7 @@ def test_smollm2_chat_ids_equal_sentence_transformers():
     ids = ours.token_ids(texts)
     assert ids == st_rows(ref, texts)
     assert len(ids[0]) == 24 + 3 + 2  # system + user header (24), "the cat runs", <|im_end|>\n
+    assert sgpt.load(folder).text_format.chat_template is True  # the default, as sentence-transformers
 
 
 def test_training_gradients_equal_without_the_shared_prefix(chat_dir, monkeypatch):

@@ -35,7 +35,9 @@ def add_chat_template_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chat-template", action=argparse.BooleanOptionalAction, default=None,
                    help="render every text as the user message of the tokenizer's chat template, as "
                         "sentence-transformers 6 does for chat models such as SmolLM2-Instruct (prompts "
-                        "become the system message); default: a saved model's own choice, else raw text (SGPT)")
+                        "become the system message); --no-chat-template: raw text, as SGPT; default: a saved "
+                        "model's own choice, else on when the tokenizer has a chat template and no "
+                        "--special-tokens are given")
 
 
 PRECISIONS = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16"}

@@ -37,7 +37,9 @@ Prompts are also written to ``config_sentence_transformers.json`` (``prompts``: 
 Brackets have no sentence-transformers equivalent (it only knows string prefixes): a stock
 sentence-transformers load of a specb/speca model embeds without them.
 
-A model that embeds through the chat template writes sentence-transformers 6's ``modality_config``
+A plain backbone whose tokenizer has a chat template (SmolLM2-Instruct) loads with it on, as
+sentence-transformers 6 builds it, so both libraries embed a plain folder alike; ``chat_template=
+False`` (``--no-chat-template``) embeds raw text, as SGPT did. A model that embeds through the chat template writes sentence-transformers 6's ``modality_config``
 with the ``message`` modality into ``sentence_bert_config.json``, so sentence-transformers renders
 the template too (and prompts as system messages); any other model writes no ``modality_config``,
 so sentence-transformers embeds its plain text even when the tokenizer has a chat template. A
@@ -352,8 +354,10 @@ def load(
             ``document``/``passage``).
         chat_template: render texts with the tokenizer's chat template
             (``sgpt.model.formatting``); default: the saved choice (``sgpt_format.json``, else
-            whether sentence-transformers' ``modality_config`` has ``message``); a plain backbone
-            embeds raw text, as SGPT does, unless asked.
+            whether sentence-transformers' ``modality_config`` has ``message``); for a plain
+            backbone, on when its tokenizer has a chat template and no brackets are asked for,
+            as sentence-transformers 6 decides (SmolLM2-Instruct: on; GPT-Neo, Pythia, GPT-J,
+            BERT: no template, raw text as in SGPT). ``False`` embeds raw text.
         asym: give a symmetric model (plain backbone or saved folder) separate query and
             document towers, two copies of its transformer (``BiEncoder.make_asymmetric``);
             an asymmetric folder loads asymmetric either way.
@@ -374,7 +378,9 @@ def load(
     modules_file = root / "modules.json"
     if not modules_file.exists():
         backbone, tokenizer = load_backbone(name_or_path, dtype=dtype)
-        fmt = _text_format({}, special_tokens, query_prompt, document_prompt, chat_template)
+        # as sentence-transformers 6: a chat model's texts go through its template, unless brackets are asked for
+        chat = bool(getattr(tokenizer, "chat_template", None)) and special_tokens in (UNSET, None)
+        fmt = _text_format({"chat_template": chat}, special_tokens, query_prompt, document_prompt, chat_template)
         model = BiEncoder(backbone, tokenizer, pooling=pooling or check_pooling_mode(default_pooling),
                           max_seq_length=max_seq_length,
                           text_format=fmt)

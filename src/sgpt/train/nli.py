@@ -88,7 +88,7 @@ def train_nli(
         skip_bad_rows: skip (and count) malformed data rows instead of stopping.
         dtype: backbone weight dtype.
         chat_template: render texts with the tokenizer's chat template, as sentence-transformers 6
-            does for chat models (default: the saved choice, else raw text as SGPT).
+            does for chat models; default: see ``sgpt.load`` (on for a plain chat model's folder).
 
     Returns:
         ``{"train": fit summary, "test_before": scores | None, "test_after": scores | None}``,

@@ -147,7 +147,7 @@ def train_retrieval(
         max_seq_length: truncation length in tokens (SGPT msmarco: 300).
         special_tokens: ``"specb"``, ``"speca"`` or ``None``; default: the saved model's choice.
         query_prompt, document_prompt: prompts (string prefixes); default: the saved ones.
-        chat_template: render texts with the tokenizer's chat template; default: the saved choice.
+        chat_template: render texts with the tokenizer's chat template; default: see ``sgpt.load``.
         asym: separate query and document towers (SPEC 1.8).
         split, negatives: see :func:`load_retrieval_examples`.
         negatives_per_query: hard negatives per example; see :func:`with_negatives`.
