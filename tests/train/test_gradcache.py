@@ -92,6 +92,29 @@ def test_cached_step_equals_unchunked_plain_step(tiny_gpt_dir, tmp_path):
         assert_same(step_result(model, batch, cfg), want)
 
 
+def test_cached_step_with_a_shared_prefix(tiny_gpt_dir, tmp_path, monkeypatch):
+    """Texts that all start with one instruction (as under a chat template): GradCache and the
+    plain step both compute that prefix once per chunk and still equal the plain step that runs
+    every row in full (sgpt.model.prefix)."""
+    from sgpt.model import prefix
+
+    model = sgpt.load(tiny_gpt_dir, pooling="weightedmean").train()
+    head = "Represent the meaning of the following sentence for retrieval: "
+    batch = [tuple(head + t for t in row) for row in triplets(8, seed=2)]
+    calls: list[int] = []
+    model.backbone.register_forward_pre_hook(lambda m, a, kw: calls.append(kw["input_ids"].shape[0]),
+                                             with_kwargs=True)
+    plain, cached = configs(tmp_path, 4)
+    shared = step_result(model, batch, cached)
+    assert calls.count(1) == len(calls) // 2  # every chunk forward ran the prefix as a batch of one
+    assert_same(step_result(model, batch, plain), shared)
+    monkeypatch.setattr(prefix, "MIN_PREFIX", 10**9)
+    calls.clear()
+    full = step_result(model, batch, plain)
+    assert 1 not in calls
+    assert_same(shared, full, rel=1e-4)
+
+
 @pytest.fixture(scope="module")
 def minilm(minilm_path):
     return sgpt.load(minilm_path, max_seq_length=24).train()
