@@ -119,7 +119,7 @@ def test_sentence_transformers_chat_folder_loads_with_the_template(chat_dir, tmp
 
 
 def test_chat_template_errors(chat_dir, tiny_gpt_dir):
-    with pytest.raises(ValueError, match="cannot be combined with chat_template"):
+    with pytest.raises(ValueError, match="cannot be combined with the chat template"):
         TextFormat(special_tokens="specb", chat_template=True)
     with pytest.raises(ValueError, match="no chat template"):
         sgpt.load(tiny_gpt_dir, chat_template=True)
@@ -127,7 +127,12 @@ def test_chat_template_errors(chat_dir, tiny_gpt_dir):
         TextFormat.from_dict({"chat_template": "yes"}, "sgpt_format.json")
     tok = AutoTokenizer.from_pretrained(chat_dir)
     fmt = Formatter(tok, TextFormat(chat_template=True))
-    assert fmt(["hello"], None, 3) == [fmt(["hello"], None, 100)[0][:1] + fmt.template_tail()]  # tail wins at 3
+    full = fmt(["hello"], None, 100)[0]
+    head, tail = fmt._template_parts("")
+    assert full[head:-len(tail)] == tok.encode("hello", add_special_tokens=False)
+    assert fmt(["hello"], None, head + len(tail) + 1) == [full[:head] + full[head:head + 1] + tail]  # one text id
+    with pytest.raises(ValueError, match=f"max_seq_length {head + len(tail)} leaves no room for text"):
+        fmt(["hello"], None, head + len(tail))  # every text would embed the same
 
 
 @pytest.mark.slow

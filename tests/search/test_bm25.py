@@ -107,7 +107,10 @@ def test_written_files_get_ordinary_permissions(tmp_path, umask_027):
     assert stat.S_IMODE((tmp_path / "r.json").stat().st_mode) == 0o640
     with atomic_dir(tmp_path / "folder") as tmp:
         (tmp / "x").write_text("x")
+        (tmp / "weights").write_text("w")
+        os.chmod(tmp / "weights", 0o600)  # as transformers' save_pretrained leaves model.safetensors
     assert stat.S_IMODE((tmp_path / "folder").stat().st_mode) == 0o750  # not mkdtemp's 0o700
+    assert stat.S_IMODE((tmp_path / "folder" / "weights").stat().st_mode) == 0o640
     assert umask() == 0o027 and os.umask(0o027) == 0o027  # reading it did not change it
 
 

@@ -12,7 +12,8 @@ def add_model_args(p: argparse.ArgumentParser, *, formatting: bool = True) -> No
     query/document formatting flags, for commands that embed queries or documents)."""
     p.add_argument("--pooling", choices=POOLING_MODES, default=None, help="pooling mode (default: the saved one, else mean)")
     p.add_argument("--max-seq-length", type=int, default=None, help="truncate inputs to this many tokens")
-    p.add_argument("--dtype", choices=["float32", "bfloat16"], default=None, help="weight dtype (default float32)")
+    p.add_argument("--dtype", type=precision_name, default=None, metavar="{float32,bfloat16}",
+                   help="weight dtype (float32 = fp32, bfloat16 = bf16; default float32)")
     p.add_argument("--batch-size", type=int, default=32)
     if formatting:
         add_format_args(p)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from sgpt.cli.common import (FORMAT_ARGS, HelpFormatter, add_chat_template_arg, add_format_args, add_precision_arg,
-                             load_kwargs, train_precision)
+                             load_kwargs, precision_name, train_precision)
 from sgpt.model.pooling import POOLING_MODES
 
 
@@ -85,7 +85,8 @@ def add_training_args(p: argparse.ArgumentParser, *, batch_size: int) -> None:
     p.add_argument("--precision", type=train_precision, default="auto", metavar="{auto,fp32,bf16}",
                    help="bf16 (bfloat16) = autocast (loss in float32); fp32 (float32) = none; auto = bf16 on a "
                         "GPU that supports it, else fp32")
-    p.add_argument("--dtype", choices=["float32", "bfloat16"], default=None, help="weight dtype")
+    p.add_argument("--dtype", type=precision_name, default=None, metavar="{float32,bfloat16}",
+                   help="weight dtype (float32 = fp32, bfloat16 = bf16; default float32)")
     p.add_argument("--freeze", action="store_true", help="freeze the transformer (only added heads train)")
     p.add_argument("--freezenonbias", action="store_true", help="BitFit: train only bias tensors")
     p.add_argument("--skip-bad-rows", action="store_true", help="skip malformed data rows (the count is reported)")

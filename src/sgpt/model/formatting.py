@@ -77,8 +77,9 @@ class TextFormat:
         if self.special_tokens not in (None, *SPECIAL_TOKEN_MODES):
             raise ValueError(f"special_tokens must be None, 'specb' or 'speca', got {self.special_tokens!r}")
         if self.chat_template and self.special_tokens:
-            raise ValueError(f"special_tokens={self.special_tokens!r} cannot be combined with chat_template: the "
-                             "template marks the text itself; use query_prompt/document_prompt (system messages)")
+            raise ValueError(f"special tokens {self.special_tokens!r} (--special-tokens) cannot be combined with the "
+                             "chat template (--chat-template; a chat model's default): the template marks the text "
+                             "itself; use query/document prompts (system messages), or --no-chat-template for brackets")
 
     @property
     def is_plain(self) -> bool:
@@ -171,10 +172,10 @@ class Formatter:
             qs, qe, ds, de = (bracket_token_id(tokenizer, t) for t in BRACKETS[fmt.special_tokens])
             self.brackets = {"query": (qs, qe), "document": (ds, de)}
         if fmt.chat_template and not getattr(tokenizer, "chat_template", None):
-            raise ValueError("chat_template=True but this tokenizer has no chat template "
-                             "(tokenizer_config.json 'chat_template' or chat_template.jinja)")
+            raise ValueError("--chat-template (chat_template=True) was asked for, but this tokenizer has no chat "
+                             "template (tokenizer_config.json 'chat_template' or chat_template.jinja)")
         self.prefix, self.suffix = own_special_tokens(tokenizer)
-        self._tails: dict[str, list[int]] = {}
+        self._tails: dict[str, tuple[int, list[int]]] = {}
 
     def __call__(self, texts: Sequence[str], role: Role | None, max_seq_length: int,
                  lower: bool = False) -> list[list[int]]:
@@ -222,35 +223,46 @@ class Formatter:
         without adding special tokens, cut to ``max_seq_length`` ids; a cut row gets the
         template's tail (:meth:`template_tail`) written back over its last ids. This is
         sentence-transformers 6's ``message`` modality with its default ``restore_suffix``.
+
+        Raises:
+            ValueError: ``max_seq_length`` leaves no room for text between the template's head and
+                tail (every text would embed the same; sentence-transformers accepts it silently).
         """
+        head_length, tail = self._template_parts(system)
+        if max_seq_length <= head_length + len(tail):
+            raise ValueError(f"max_seq_length {max_seq_length} leaves no room for text in the chat template "
+                             f"(its head and tail take {head_length + len(tail)} tokens); use at least "
+                             f"{head_length + len(tail) + 1}, or --no-chat-template / chat_template=False")
         head = [{"role": "system", "content": system}] if system else []
         rendered = self.tokenizer.apply_chat_template([head + [{"role": "user", "content": t}] for t in texts],
                                                       tokenize=False)
         enc = self.tokenizer(list(rendered), add_special_tokens=False, truncation=True, max_length=max_seq_length,
                              padding=False, return_attention_mask=False, return_token_type_ids=False)
         rows = [list(ids) for ids in enc["input_ids"]]
-        tail = self.template_tail(system)
-        keep = min(len(tail), max_seq_length)
         for row in rows:
-            if len(row) >= max_seq_length and keep:
-                row[-keep:] = tail[-keep:]
+            if len(row) >= max_seq_length and tail:
+                row[-len(tail):] = tail
         return rows
 
     def template_tail(self, system: str = "") -> list[int]:
         """The ids the chat template puts after the user's text (``<|im_end|>\n`` for SmolLM2),
         found as the longest common end of two renders with different texts, as
         sentence-transformers derives it; ``[]`` if the renders share no end."""
+        return self._template_parts(system)[1]
+
+    def _template_parts(self, system: str) -> tuple[int, list[int]]:
+        """(number of ids before the user's text, ids after it) of the template with ``system``:
+        the common start and end of two renders with different texts (cached)."""
         if system not in self._tails:
             head = [{"role": "system", "content": system}] if system else []
             first, second = (self.tokenizer(self.tokenizer.apply_chat_template(
                 head + [{"role": "user", "content": filler}], tokenize=False), add_special_tokens=False)["input_ids"]
                 for filler in ("0", "1 2 3 4"))
-            count = 0
-            for a, b in zip(reversed(first), reversed(second)):
-                if a != b:
-                    break
-                count += 1
-            self._tails[system] = list(first[len(first) - count:]) if 0 < count < min(len(first), len(second)) else []
+            shortest = min(len(first), len(second))
+            start = next((i for i, (a, b) in enumerate(zip(first, second)) if a != b), shortest)
+            end = next((i for i, (a, b) in enumerate(zip(reversed(first), reversed(second))) if a != b), shortest)
+            tail = list(first[len(first) - end:]) if 0 < end < shortest else []
+            self._tails[system] = (start, tail)
         return self._tails[system]
 
 

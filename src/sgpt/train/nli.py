@@ -95,10 +95,10 @@ def train_nli(
         also written to ``<output>/eval/results.json``.
     """
     check_output(Path(cfg.output), cfg.resume)  # before any work: refuse a folder the run would destroy
-    examples = load_examples(train_data, seed=cfg.seed, skip_bad_rows=skip_bad_rows)
     model = load(model_name, pooling=pooling, default_pooling="weightedmean", max_seq_length=max_seq_length,
                  dtype=dtype, chat_template=chat_template)
-    apply_freezing(model, freeze=freeze, freezenonbias=freezenonbias)
+    apply_freezing(model, freeze=freeze, freezenonbias=freezenonbias)  # model errors before reading the data
+    examples = load_examples(train_data, seed=cfg.seed, skip_bad_rows=skip_bad_rows)
     test_path = test_data or dev_data
     test_eval = sts_evaluator(test_path, "test", cfg.eval_batch_size) if test_path else None
     before = test_eval(model) if (test_eval and eval_before and is_main_process()) else None

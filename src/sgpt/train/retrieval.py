@@ -165,16 +165,16 @@ def train_retrieval(
         also written to ``<output>/eval/results.json``.
     """
     check_output(Path(cfg.output), cfg.resume)  # before any work: refuse a folder the run would destroy
-    examples = load_retrieval_examples(train_data, split=split, negatives=negatives, skip_bad_rows=skip_bad_rows,
-                                       mined_dir=Path(cfg.output) / "negatives")
-    examples, negatives_per_query = with_negatives(examples, negatives_per_query)
-    logger.info("%d training queries, %d hard negatives each", len(examples), negatives_per_query)
     load_kwargs = {"asym": True} if asym else {}
     model = load(model_name, pooling=pooling, default_pooling="weightedmean", max_seq_length=max_seq_length,
                  dtype=dtype,
                  special_tokens=special_tokens, query_prompt=query_prompt, document_prompt=document_prompt,
                  chat_template=chat_template, **load_kwargs)
-    apply_freezing(model, freeze=freeze, freezenonbias=freezenonbias)
+    apply_freezing(model, freeze=freeze, freezenonbias=freezenonbias)  # model errors before reading/mining data
+    examples = load_retrieval_examples(train_data, split=split, negatives=negatives, skip_bad_rows=skip_bad_rows,
+                                       mined_dir=Path(cfg.output) / "negatives")
+    examples, negatives_per_query = with_negatives(examples, negatives_per_query)
+    logger.info("%d training queries, %d hard negatives each", len(examples), negatives_per_query)
     tests = {Path(p).name: beir_evaluator(p, eval_split, cfg.eval_batch_size, precision=eval_precision,
                                           skip_bad_rows=skip_bad_rows) for p in eval_data}
     before = None

@@ -89,6 +89,7 @@ def atomic_dir(path: str | Path, keep: Sequence[str] = ()) -> Iterator[Path]:
     try:
         os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes it 0o700
         yield tmp
+        _open_up(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -112,6 +113,20 @@ def atomic_dir(path: str | Path, keep: Sequence[str] = ()) -> Iterator[Path]:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _open_up(folder: Path) -> None:
+    """Give private files under ``folder`` ordinary permissions (``0o666`` / ``0o777`` less the
+    umask): writers that go through temporary files (safetensors in transformers' ``save_pretrained``)
+    leave them ``0o600``."""
+    mask = umask()
+    for root, dirs, files in os.walk(folder):
+        for name in dirs:
+            os.chmod(Path(root) / name, 0o777 & ~mask)
+        for name in files:
+            file = Path(root) / name
+            if not file.is_symlink():
+                os.chmod(file, (0o777 if os.access(file, os.X_OK) else 0o666) & ~mask)
 
 
 @contextlib.contextmanager
