@@ -175,7 +175,7 @@ class Formatter:
             raise ValueError("--chat-template (chat_template=True) was asked for, but this tokenizer has no chat "
                              "template (tokenizer_config.json 'chat_template' or chat_template.jinja)")
         self.prefix, self.suffix = own_special_tokens(tokenizer)
-        self._tails: dict[str, tuple[int, list[int]]] = {}
+        self._parts: dict[str, tuple[int, list[int]]] = {}
 
     def __call__(self, texts: Sequence[str], role: Role | None, max_seq_length: int,
                  lower: bool = False) -> list[list[int]]:
@@ -253,7 +253,7 @@ class Formatter:
     def _template_parts(self, system: str) -> tuple[int, list[int]]:
         """(number of ids before the user's text, ids after it) of the template with ``system``:
         the common start and end of two renders with different texts (cached)."""
-        if system not in self._tails:
+        if system not in self._parts:
             head = [{"role": "system", "content": system}] if system else []
             first, second = (self.tokenizer(self.tokenizer.apply_chat_template(
                 head + [{"role": "user", "content": filler}], tokenize=False), add_special_tokens=False)["input_ids"]
@@ -262,8 +262,8 @@ class Formatter:
             start = next((i for i, (a, b) in enumerate(zip(first, second)) if a != b), shortest)
             end = next((i for i, (a, b) in enumerate(zip(reversed(first), reversed(second))) if a != b), shortest)
             tail = list(first[len(first) - end:]) if 0 < end < shortest else []
-            self._tails[system] = (start, tail)
-        return self._tails[system]
+            self._parts[system] = (start, tail)
+        return self._parts[system]
 
 
 def own_special_tokens(tokenizer: PreTrainedTokenizerBase) -> tuple[list[int], list[int]]:
