@@ -89,6 +89,22 @@ def test_eval_sts_refuses_an_unwritable_output_before_scoring(tmp_path, capsys):
     assert "--output" in _error(capsys)  # named before the missing data or model are even looked at
 
 
+def test_eval_sts_per_subset_on_sts12(minilm_path, tmp_path):
+    if not (DATA / "sts12-16" / "STS12").exists():
+        pytest.skip("../shared/data is absent")
+    from sgpt.data import read_sts_subsets
+
+    out = tmp_path / "r.json"
+    assert main(["eval", "sts", str(minilm_path), "--data", str(DATA / "sts12-16"), "--split", "sts12",
+                 "--per-subset", "--max-seq-length", "16", "--output", str(out)]) == 0
+    result = json.loads(out.read_text())
+    subsets = read_sts_subsets(DATA / "sts12-16", split="sts12")
+    assert sorted(result["subsets"]) == sorted(s.name for s in subsets) and len(subsets) == 5
+    assert result["n_pairs"] == sum(len(s) for s in subsets)
+    per = [result["subsets"][s.name]["spearman_cosine"] for s in subsets]
+    assert result["mean"]["spearman_cosine"] == pytest.approx(sum(per) / len(per))
+
+
 def test_version(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--version"])

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from sgpt.evaluation.metrics import pearson, spearman
-from sgpt.evaluation.sts import append_csv_row, evaluate_sts, sts_scores, write_sts_results
+from sgpt.evaluation.sts import append_csv_row, evaluate_sts, evaluate_sts_subsets, sts_scores, write_sts_results
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STSB_TEST = REPO_ROOT.parent / "shared" / "data" / "stsb" / "sts-test.csv.gz"
@@ -89,6 +89,31 @@ def test_evaluate_sts_encodes_unique_sentences_once_and_maps_back():
     assert call["normalize"] is False  # raw norms matter for dot/euclidean/manhattan
     expected = sts_scores(FakeEncoder().encode(s1), FakeEncoder().encode(s2), gold)
     assert r == pytest.approx(expected, abs=0)
+
+
+def test_evaluate_sts_subsets_scores_each_subset_then_means():
+    """SentEval's STS12-16 protocol: one correlation per subset, their mean and pair-weighted mean;
+    the top-level scores are the pooled ones. Every distinct sentence is encoded once."""
+    from sgpt.data import STSData
+
+    a = STSData(["a cat", "the dog", "eel"], ["a cat sat", "bananas", "a bee"], [0.2, 0.9, 0.5], "STS12.a")
+    b = STSData(["the dog", "apple", "read", "tree"], ["dogs", "a pear", "green", "a cat"], [0.1, 0.7, 0.3, 0.8],
+                "STS12.b")
+    enc = FakeEncoder()
+    r = evaluate_sts_subsets(enc, [a, b], batch_size=5)
+    assert len(enc.calls) == 1 and len(enc.calls[0]["texts"]) == len(set(a.sentences1 + a.sentences2
+                                                                          + b.sentences1 + b.sentences2))
+    want = {s.name: evaluate_sts(FakeEncoder(), s.sentences1, s.sentences2, s.scores) for s in (a, b)}
+    assert r["subsets"].keys() == want.keys()
+    for name, scores in want.items():
+        assert r["subsets"][name] == pytest.approx(scores, abs=1e-12)
+    sa, sb = want["STS12.a"]["spearman_cosine"], want["STS12.b"]["spearman_cosine"]
+    assert r["mean"]["spearman_cosine"] == pytest.approx((sa + sb) / 2)
+    assert r["wmean"]["spearman_cosine"] == pytest.approx((3 * sa + 4 * sb) / 7)
+    pooled = evaluate_sts(FakeEncoder(), a.sentences1 + b.sentences1, a.sentences2 + b.sentences2, a.scores + b.scores)
+    assert {k: r[k] for k in pooled} == pytest.approx(pooled, abs=1e-12)
+    with pytest.raises(ValueError, match="STS12.c: a correlation needs at least 2 pairs"):
+        evaluate_sts_subsets(enc, [a, STSData(["x"], ["y"], [0.5], "STS12.c")])
 
 
 def test_evaluate_sts_input_errors():

@@ -121,14 +121,63 @@ def evaluate_sts(
         )
     if n < 2:
         raise ValueError(f"a correlation needs at least 2 pairs, got {n}")
+    emb1, emb2 = _embed_pairs(model, sentences1, sentences2, batch_size, show_progress)
+    return sts_scores(emb1, emb2, gold)
+
+
+def _embed_pairs(model: Encoder, sentences1: Sequence[str], sentences2: Sequence[str], batch_size: int,
+                 show_progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Both sides ``[n, d]``, every distinct sentence encoded once (first-occurrence order).
+
+    Raises:
+        ValueError: ``model.encode`` returns an array of the wrong shape.
+    """
     index = {text: i for i, text in enumerate(dict.fromkeys([*sentences1, *sentences2]))}
     unique = list(index)
     emb = np.asarray(model.encode(unique, batch_size=batch_size, normalize=False, show_progress=show_progress))
     if emb.ndim != 2 or emb.shape[0] != len(unique):
         raise ValueError(f"model.encode returned shape {emb.shape} for {len(unique)} texts; expected [n, d]")
-    emb1 = emb[[index[s] for s in sentences1]]  # [n, d]
-    emb2 = emb[[index[s] for s in sentences2]]  # [n, d]
-    return sts_scores(emb1, emb2, gold)
+    return emb[[index[s] for s in sentences1]], emb[[index[s] for s in sentences2]]
+
+
+def evaluate_sts_subsets(model: Encoder, subsets: Sequence, *, batch_size: int = 32,
+                         show_progress: bool = False) -> dict:
+    """Score each subset of a set on its own (SentEval's STS12-16 protocol: one correlation per
+    subset such as ``STS12.MSRpar``, then their mean and pair-weighted mean), and all pairs pooled.
+
+    Every distinct sentence of all subsets is encoded once.
+
+    Args:
+        model: as for :func:`evaluate_sts`.
+        subsets: ``STSData`` items (``sentences1``, ``sentences2``, ``scores``, ``name``), each
+            with at least 2 pairs (``sgpt.data.read_sts_subsets``).
+
+    Returns:
+        The pooled :func:`sts_scores` dict, plus ``"subsets"`` (name -> scores), ``"mean"`` and
+        ``"wmean"`` (each metric's mean over subsets, plain and weighted by their pair counts).
+
+    Raises:
+        ValueError: no subsets, a subset with fewer than 2 pairs, or a bad ``model.encode`` shape.
+    """
+    if not subsets:
+        raise ValueError("no STS subsets to score")
+    for sub in subsets:
+        if len(sub.scores) < 2:
+            raise ValueError(f"{sub.name}: a correlation needs at least 2 pairs, got {len(sub.scores)}")
+    s1 = [t for sub in subsets for t in sub.sentences1]
+    s2 = [t for sub in subsets for t in sub.sentences2]
+    gold = [g for sub in subsets for g in sub.scores]
+    emb1, emb2 = _embed_pairs(model, s1, s2, batch_size, show_progress)
+    per, start = {}, 0
+    for sub in subsets:
+        end = start + len(sub.scores)
+        per[sub.name] = sts_scores(emb1[start:end], emb2[start:end], sub.scores)
+        start = end
+    metrics = [k for k, v in next(iter(per.values())).items() if k != "n_pairs" and isinstance(v, float)]
+    sizes = np.array([r["n_pairs"] for r in per.values()], dtype=np.float64)
+    mean = {k: float(np.mean([r[k] for r in per.values()])) for k in metrics}
+    wmean = {k: float(np.average([r[k] for r in per.values()], weights=sizes)) for k in metrics}
+    return {**sts_scores(emb1, emb2, gold), "subsets": per, "mean": mean, "wmean": wmean}
 
 
 def _json_safe(value: Any) -> Any:
