@@ -133,6 +133,9 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tiny_gpt_dir, tmp_path
     for (n, a), b in zip(clean.state_dict().items(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=n)
     assert _train_log(tmp_path / "resumed") == _train_log(tmp_path / "clean")
+    with open(tmp_path / "resumed" / "train_log.csv") as f:
+        seconds = [float(row["seconds"]) for row in csv.DictReader(f)]
+    assert seconds == sorted(seconds) and len(seconds) == 6  # the clock continues after the resume
     back = sgpt.load(tmp_path / "resumed")  # the final folder is the trained model, checkpoints kept
     assert back.text_format.special_tokens == "specb"
     assert (tmp_path / "resumed" / "checkpoints" / "checkpoint-6" / "trainer_state.pt").exists()

@@ -331,7 +331,9 @@ def _train(model: BiEncoder, examples: Sequence[Example], cfg: TrainConfig, eval
 
     logger.info("training %d steps of %d examples x %d processes (warm-up %d, eval every %d)",
                 steps, cfg.batch_size, world_size(), warmup, eval_every)
-    start, loss_value = time.perf_counter(), math.nan
+    # a resumed run's clock continues from its last logged step, so train_log.csv's seconds keep rising
+    earlier = float(log.train[-1]["seconds"]) if log.train else 0.0
+    start, loss_value = time.perf_counter() - earlier, math.nan
     bar = tqdm(range(first, steps + 1), desc="train", unit="step", disable=not main, initial=first - 1, total=steps)
     for step in bar:
         losses = [step_fn([examples[i] for i in next(batches)], 1.0 / cfg.grad_accum) for _ in range(cfg.grad_accum)]
