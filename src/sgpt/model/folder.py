@@ -38,10 +38,11 @@ Brackets have no sentence-transformers equivalent (it only knows string prefixes
 sentence-transformers load of a specb/speca model embeds without them.
 
 A plain backbone whose tokenizer has a chat template (SmolLM2-Instruct) loads with it on, as
-sentence-transformers 6 builds it, so both libraries embed a plain folder alike; ``chat_template=
-False`` (``--no-chat-template``) embeds raw text, as SGPT did. A model that embeds through the chat template writes sentence-transformers 6's ``modality_config``
-with the ``message`` modality into ``sentence_bert_config.json``, so sentence-transformers renders
-the template too (and prompts as system messages); any other model writes no ``modality_config``,
+sentence-transformers 6 builds it, so both libraries embed a plain folder alike;
+``chat_template=False`` (``--no-chat-template``) embeds raw text, as SGPT did. A model that
+embeds through the chat template writes sentence-transformers 6's ``modality_config`` with the
+``message`` modality into ``sentence_bert_config.json``, so sentence-transformers renders the
+template too (and prompts as system messages); any other model writes no ``modality_config``,
 so sentence-transformers embeds its plain text even when the tokenizer has a chat template. A
 folder whose ``modality_config`` has ``message`` loads with ``chat_template=True``.
 """

@@ -233,9 +233,7 @@ class Formatter:
             raise ValueError(f"max_seq_length {max_seq_length} leaves no room for text in the chat template "
                              f"(its head and tail take {head_length + len(tail)} tokens); use at least "
                              f"{head_length + len(tail) + 1}, or --no-chat-template / chat_template=False")
-        head = [{"role": "system", "content": system}] if system else []
-        rendered = self.tokenizer.apply_chat_template([head + [{"role": "user", "content": t}] for t in texts],
-                                                      tokenize=False)
+        rendered = self.tokenizer.apply_chat_template([conversation(system, t) for t in texts], tokenize=False)
         enc = self.tokenizer(list(rendered), add_special_tokens=False, truncation=True, max_length=max_seq_length,
                              padding=False, return_attention_mask=False, return_token_type_ids=False)
         rows = [list(ids) for ids in enc["input_ids"]]
@@ -254,9 +252,8 @@ class Formatter:
         """(number of ids before the user's text, ids after it) of the template with ``system``:
         the common start and end of two renders with different texts (cached)."""
         if system not in self._parts:
-            head = [{"role": "system", "content": system}] if system else []
             first, second = (self.tokenizer(self.tokenizer.apply_chat_template(
-                head + [{"role": "user", "content": filler}], tokenize=False), add_special_tokens=False)["input_ids"]
+                conversation(system, filler), tokenize=False), add_special_tokens=False)["input_ids"]
                 for filler in ("0", "1 2 3 4"))
             shortest = min(len(first), len(second))
             start = next((i for i, (a, b) in enumerate(zip(first, second)) if a != b), shortest)
@@ -264,6 +261,12 @@ class Formatter:
             tail = list(first[len(first) - end:]) if 0 < end < shortest else []
             self._parts[system] = (start, tail)
         return self._parts[system]
+
+
+def conversation(system: str, text: str) -> list[dict[str, str]]:
+    """The chat messages of one text: a system message ``system`` (when not empty), then the
+    text as the user message (sentence-transformers' flat ``message`` format)."""
+    return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
 
 
 def own_special_tokens(tokenizer: PreTrainedTokenizerBase) -> tuple[list[int], list[int]]:
