@@ -21,7 +21,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-
 from common import encode_vs_st, minilm_path, smollm2_path, stsb_test_sentences
 
 

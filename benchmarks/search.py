@@ -33,7 +33,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from common import DATA, encode_vs_st, minilm_path, smollm2_path
 
 RESULTS = Path(__file__).parent / "results"
@@ -42,7 +41,7 @@ K = 10
 
 def scifact_documents(n: int) -> list[str]:
     """The first ``n`` SciFact documents as sgpt embeds them (``document_text``: title and text)."""
-    from sgpt.data.readers_retrieval import document_text, read_corpus
+    from sgpt.data import document_text, read_corpus
 
     corpus = read_corpus(DATA / "beir" / "scifact" / "corpus.jsonl.gz")
     return [document_text(doc) for doc in list(corpus.values())[:n]]
@@ -91,7 +90,7 @@ def _seconds(fn, q: np.ndarray) -> float:
 
 def run_search(n: int, dim: int, n_latency: int, batch: int, repeats: int) -> list[dict]:
     """One row per method (numpy, flat, ivf, hnsw) for ``n`` synthetic documents."""
-    from sgpt.search.index import index_params, make_faiss_index
+    from sgpt.search.faiss_params import index_params, make_faiss_index
 
     docs, queries = synthetic(n, max(batch, n_latency), dim)
     exact = numpy_topk(docs, queries[:batch], K)

@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from common import REPO, minilm_path, smollm2_path, snli_triplets
 
 

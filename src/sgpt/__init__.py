@@ -6,8 +6,7 @@
     m.save("out/")                                                       # sentence-transformers folder
 """
 
-__version__ = "0.1.0"
-
-from sgpt.model import BiEncoder, load  # noqa: E402
+from sgpt.model import BiEncoder, load
+from sgpt.version import __version__
 
 __all__ = ["BiEncoder", "load", "__version__"]

@@ -58,8 +58,8 @@ def test_bad_training_row_names_file_line_and_field(tiny_gpt_dir, tmp_path, caps
 
 
 def test_bitfit_on_a_model_without_biases_is_refused(tmp_path, capsys):
-    from transformers import LlamaConfig, LlamaModel, PreTrainedTokenizerFast
     from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaModel, PreTrainedTokenizerFast
 
     folder = tmp_path / "llama"
     cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,

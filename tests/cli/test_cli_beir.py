@@ -14,7 +14,7 @@ import pytest
 import sgpt
 from sgpt.cli import main
 from sgpt.data import load_beir
-from sgpt.evaluation.retrieval import evaluate_retrieval
+from sgpt.evaluation.beir import evaluate_retrieval
 from sgpt.search.bm25 import BM25Retriever
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -161,7 +161,7 @@ def test_help_documents_the_top_level_metrics(capsys):
 
 def test_everything_is_checked_before_any_encoding(tmp_path, capsys, monkeypatch):
     import sgpt
-    import sgpt.evaluation.retrieval as evaluation
+    import sgpt.evaluation.beir as evaluation
 
     monkeypatch.setattr(sgpt, "load", lambda *a, **k: pytest.fail("a model was loaded"))
     monkeypatch.setattr(evaluation, "evaluate_retrieval", lambda *a, **k: pytest.fail("something was encoded"))
@@ -212,7 +212,7 @@ def test_model_flags_without_a_model_are_refused(tmp_path, capsys):
 
 
 def test_ctrl_c_and_os_errors_are_one_line(tmp_path, capsys, monkeypatch):
-    import sgpt.evaluation.retrieval as evaluation
+    import sgpt.evaluation.beir as evaluation
 
     good = toy_beir(tmp_path / "good")
 

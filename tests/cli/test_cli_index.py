@@ -174,7 +174,7 @@ def test_output_paths_are_checked_before_any_work(index_dir, minilm_path, tmp_pa
 
 
 def test_ctrl_c_during_index_build_says_how_to_resume(minilm_path, tmp_path, capsys, monkeypatch):
-    import sgpt.search.index as index_module
+    import sgpt.search.build as index_module
 
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("".join(json.dumps(d) + "\n" for d in CORPUS))

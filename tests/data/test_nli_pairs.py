@@ -1,4 +1,4 @@
-"""Tests for sgpt.data.readers_nli: every NLI layout on tiny files, errors, and the real SNLI/SICK copies."""
+"""Tests for sgpt.data.nli_pairs: every NLI layout on tiny files, errors, and the real SNLI/SICK copies."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ import logging
 from pathlib import Path
 
 import pytest
+from data_helpers import DATA, REPO_ROOT, need_data, write  # noqa: F401
 
 from sgpt.data import DataFormatError, NLIPair, detect_nli_layout, read_nli_pairs
-
-from data_helpers import DATA, REPO_ROOT, need_data, write  # noqa: F401
 
 ALLNLI = (
     "split\tdataset\tfilename\tsentence1\tsentence2\tlabel\n"

@@ -1,14 +1,13 @@
-"""Tests for sgpt.data.readers_sts: STS-B, STS12-16 and SICK-R on tiny files, errors, real-data counts."""
+"""Tests for sgpt.data.sts_sets: STS-B, STS12-16 and SICK-R on tiny files, errors, real-data counts."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from data_helpers import DATA, REPO_ROOT, need_data, write  # noqa: F401
 
 from sgpt.data import DataFormatError, STSData, read_sts, read_sts_subsets
-
-from data_helpers import DATA, REPO_ROOT, need_data, write  # noqa: F401
 
 STSB = (
     'main-captions\tMSRvid\t2012test\t0024\t2.500\tA girl is "styling" her hair.\tA girl is brushing her hair.\n'

@@ -1,4 +1,4 @@
-"""Tests for sgpt.data.readers (triplets, Hub, dispatcher) and sgpt.data.readers_io (errors, gzip, UTF-8)."""
+"""Tests for sgpt.data.training_files (triplets, Hub, dispatcher) and sgpt.data.rows (errors, gzip, UTF-8)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,11 @@ import sys
 import types
 
 import pytest
-
-from sgpt.data import DataFormatError, NLIPair, read_training_data, read_triplets
-from sgpt.data.readers import hub_rows_to_examples, load_hub_dataset
-from sgpt.data.readers_io import iter_lines
-
 from data_helpers import DATA, REPO_ROOT, need_data, write  # noqa: F401
 
-
-
+from sgpt.data import DataFormatError, NLIPair, read_training_data, read_triplets
+from sgpt.data.rows import iter_lines
+from sgpt.data.training_files import hub_rows_to_examples, load_hub_dataset
 
 # ------------------------------------------------------------------------------------------- DataFormatError
 

@@ -1,4 +1,4 @@
-"""Tests for sgpt.data.nli.build_triplets (SPEC 2.1): hand-made cases and the real SNLI/SICK counts."""
+"""Tests for sgpt.data.triplets.build_triplets (SPEC 2.1): hand-made cases and the real SNLI/SICK counts."""
 
 from __future__ import annotations
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import json
 import math
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 
 from sgpt.evaluation.metrics import pearson, spearman
-from sgpt.evaluation.sts import append_csv_row, evaluate_sts, evaluate_sts_subsets, sts_scores, write_sts_results
+from sgpt.evaluation.sts import evaluate_sts, evaluate_sts_subsets, sts_scores
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STSB_TEST = REPO_ROOT.parent / "shared" / "data" / "stsb" / "sts-test.csv.gz"
@@ -131,37 +130,6 @@ def test_evaluate_sts_input_errors():
 
 
 # ------------------------------------------------------------------------------------------------- writers
-
-
-def test_write_sts_results_atomic_json(tmp_path):
-    out = tmp_path / "sub" / "sts.json"
-    write_sts_results({"spearman_cosine": np.float32(0.5), "n_pairs": 3, "pearson_dot": float("nan")}, out)
-    assert out.read_text().startswith('{\n  "spearman_cosine": 0.5')  # indent 2
-    assert json.loads(out.read_text()) == {"spearman_cosine": 0.5, "n_pairs": 3, "pearson_dot": None}
-    write_sts_results({"spearman_cosine": 0.75}, out)  # replaces, never appends
-    assert json.loads(out.read_text()) == {"spearman_cosine": 0.75}
-    assert sorted(p.name for p in out.parent.iterdir()) == ["sts.json"]  # no temp file left
-
-
-def test_write_sts_results_failure_leaves_old_file_and_no_temp(tmp_path):
-    out = tmp_path / "sts.json"
-    write_sts_results({"a": 1}, out)
-    with pytest.raises(TypeError):
-        write_sts_results({"a": object()}, out)
-    assert json.loads(out.read_text()) == {"a": 1}
-    assert [p.name for p in tmp_path.iterdir()] == ["sts.json"]
-
-
-def test_append_csv_row(tmp_path):
-    path = tmp_path / "eval" / "sts-dev.csv"
-    append_csv_row(path, {"epoch": 0, "steps": 10, "spearman_max": 0.5})
-    append_csv_row(path, {"steps": 20, "epoch": 0, "spearman_max": 0.625})  # other key order
-    with path.open(newline="") as f:
-        rows = list(csv.reader(f))
-    assert rows == [["epoch", "steps", "spearman_max"], ["0", "10", "0.5"], ["0", "20", "0.625"]]
-    with pytest.raises(ValueError, match="differ from the file header"):
-        append_csv_row(path, {"epoch": 1, "steps": 30})
-    assert len(path.read_text().splitlines()) == 3
 
 
 # ----------------------------------------------------------------------------------------- oracle: ST 6.2

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import torch
 import pytest
+import torch
 
 import sgpt
 from sgpt.model.formatting import TextFormat, bracket_token_id, own_special_tokens

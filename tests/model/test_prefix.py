@@ -6,8 +6,20 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import (BertConfig, BertModel, GPT2Config, GPT2Model, GPTNeoConfig, GPTNeoModel, GPTNeoXConfig,
-                          GPTNeoXModel, LlamaConfig, LlamaModel, MistralConfig, MistralModel)
+from transformers import (
+    BertConfig,
+    BertModel,
+    GPT2Config,
+    GPT2Model,
+    GPTNeoConfig,
+    GPTNeoModel,
+    GPTNeoXConfig,
+    GPTNeoXModel,
+    LlamaConfig,
+    LlamaModel,
+    MistralConfig,
+    MistralModel,
+)
 
 from sgpt.model import prefix
 from sgpt.model.prefix import can_share_prefix, shared_prefix_length, transformer_states

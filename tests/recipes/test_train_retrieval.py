@@ -9,8 +9,8 @@ import pytest
 import sgpt
 from sgpt.cli import main
 from sgpt.data import load_beir
-from sgpt.evaluation.retrieval import evaluate_retrieval
-from sgpt.train.retrieval import load_retrieval_examples, with_negatives
+from sgpt.evaluation.beir import evaluate_retrieval
+from sgpt.recipes.train_retrieval import load_retrieval_examples, with_negatives
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

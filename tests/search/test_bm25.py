@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from sgpt.data import RetrievalData
-from sgpt.evaluation.retrieval import evaluate_retrieval
+from sgpt.evaluation.beir import evaluate_retrieval
 from sgpt.search.bm25 import BM25Retriever
 from sgpt.search.mining import mine_negatives, write_negatives
 from sgpt.utils.io import atomic_dir, umask, write_json

@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 
 import sgpt
-from sgpt.data.readers_retrieval import document_text, read_corpus
-from sgpt.search.index import Hit, Index, build_index, index_params
+from sgpt.data import document_text, read_corpus
+from sgpt.search.build import build_index
+from sgpt.search.faiss_params import index_params
+from sgpt.search.index import Hit, Index
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

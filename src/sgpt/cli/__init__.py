@@ -7,19 +7,19 @@ import logging
 import sys
 from collections.abc import Sequence
 
-import sgpt
+from sgpt.cli.beir import add_eval_beir, add_mine_negatives
 from sgpt.cli.encode import add_convert_gguf, add_encode
 from sgpt.cli.evaluate import add_eval_sts
 from sgpt.cli.index import add_index, add_search
-from sgpt.cli.retrieval import add_eval_beir, add_mine_negatives
 from sgpt.cli.train import add_train_nli, add_train_retrieval
+from sgpt.version import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The full ``sgpt`` argument parser."""
     parser = argparse.ArgumentParser(prog="sgpt", description="Train, evaluate and use SGPT-style bi-encoders.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {sgpt.__version__}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train a bi-encoder").add_subparsers(dest="task", required=True)
     add_train_nli(train)

@@ -62,7 +62,7 @@ def add_eval_beir(sub) -> None:
 
 def _run_eval_beir(args: argparse.Namespace) -> int:
     from sgpt.data import load_beir
-    from sgpt.evaluation.retrieval import average_over_datasets, evaluate_retrieval
+    from sgpt.evaluation.beir import average_over_datasets, evaluate_retrieval
     from sgpt.utils.io import check_output_file, write_json
 
     if args.output:

@@ -6,8 +6,8 @@ import argparse
 import json
 import logging
 
+from sgpt.cli.beir import positive_int
 from sgpt.cli.common import add_model_args, add_precision_arg, load_kwargs
-from sgpt.cli.retrieval import positive_int
 
 logging.getLogger("faiss").setLevel(logging.WARNING)  # its loader logs four INFO lines on every import
 
@@ -38,7 +38,7 @@ def add_index(sub) -> None:
 
 
 def _run_index_build(args: argparse.Namespace) -> int:
-    from sgpt.search.index import build_index
+    from sgpt.search.build import build_index
     from sgpt.utils.io import check_output_dir
 
     args.interrupt_hint = ("rerun without --no-resume to resume from the finished shards" if args.no_resume

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from sgpt.cli.common import (FORMAT_ARGS, HelpFormatter, add_chat_template_arg, add_format_args, add_precision_arg,
-                             load_kwargs, precision_name, train_precision)
+from sgpt.cli.common import (
+    FORMAT_ARGS,
+    HelpFormatter,
+    add_chat_template_arg,
+    add_format_args,
+    add_precision_arg,
+    load_kwargs,
+    precision_name,
+    train_precision,
+)
 from sgpt.model.pooling import POOLING_MODES
 
 
@@ -141,7 +149,7 @@ def batch_scaling_config(args: argparse.Namespace) -> dict:
 
 
 def _run_train_nli(args: argparse.Namespace) -> int:
-    from sgpt.train.nli import train_nli
+    from sgpt.recipes.train_nli import train_nli
 
     cfg = train_config(args)
     results = train_nli(
@@ -160,7 +168,7 @@ def _run_train_nli(args: argparse.Namespace) -> int:
 
 
 def _run_train_retrieval(args: argparse.Namespace) -> int:
-    from sgpt.train.retrieval import train_retrieval
+    from sgpt.recipes.train_retrieval import train_retrieval
 
     cfg = train_config(args, checkpoint_every_epoch=args.checkpoints, resume=args.resume)
     results = train_retrieval(

@@ -13,14 +13,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from sgpt.data.readers_io import (
+from sgpt.data.rows import (
     BadRows,
     DataFormatError,
     check_utf8,
-    parse_json_object,
     clean_text,
     first_nonblank_line,
     iter_nonblank,
+    parse_json_object,
     read_all_lines,
     split_header,
 )
@@ -198,12 +198,7 @@ def _read_jsonl(path: Path, skip_bad_rows: bool) -> list[NLIPair]:
     pairs: list[NLIPair] = []
     bad = BadRows(path, skip_bad_rows)
     no_gold = 0
-    for lineno, line in iter_nonblank(path):
-        try:
-            pair = _parse_json_pair(line, path, lineno)
-        except DataFormatError as err:
-            bad.add(err)
-            continue
+    for _, pair in bad.each(iter_nonblank(path), lambda lineno, line: _parse_json_pair(line, path, lineno)):
         if pair is None:
             no_gold += 1
         else:
@@ -239,27 +234,26 @@ def _read_tsv(path: Path, columns: tuple[str, str, str], split: str | None, skip
     header_line, header = next(lines)
     index = split_header(header, path, header_line, columns + (("split",) if split else ()))
     rows = 0
-    for lineno, line in lines:
+
+    def parse(lineno: int, line: str) -> NLIPair | None:
+        nonlocal rows, no_gold
         fields = line.split("\t")
         rows += 1
-        try:
-            if len(fields) != len(index):
-                message = f"expected {len(index)} tab-separated fields, got {len(fields)}"
-                raise DataFormatError(path, lineno, None, message)
-            if split is not None:
-                row_split = check_utf8(fields[index["split"]], path, lineno, "split").strip()
-                splits_seen.add(row_split)
-                if row_split != split:
-                    continue
-            label = normalise_label(fields[index[columns[2]]], path, lineno, columns[2])
-            if label is None:
-                no_gold += 1
-                continue
-            texts = [clean_text(fields[index[c]], path, lineno, c) for c in columns[:2]]
-        except DataFormatError as err:
-            bad.add(err)
-            continue
-        pairs.append(NLIPair(texts[0], texts[1], label))
+        if len(fields) != len(index):
+            raise DataFormatError(path, lineno, None, f"expected {len(index)} tab-separated fields, got {len(fields)}")
+        if split is not None:
+            row_split = check_utf8(fields[index["split"]], path, lineno, "split").strip()
+            splits_seen.add(row_split)
+            if row_split != split:
+                return None
+        label = normalise_label(fields[index[columns[2]]], path, lineno, columns[2])
+        if label is None:
+            no_gold += 1
+            return None
+        texts = [clean_text(fields[index[c]], path, lineno, c) for c in columns[:2]]
+        return NLIPair(texts[0], texts[1], label)
+
+    pairs.extend(pair for _, pair in bad.each(lines, parse) if pair is not None)
     bad.report()
     _log_no_gold(no_gold, path)
     if not rows:
@@ -312,17 +306,18 @@ def _read_senteval_split(roles: dict[str, Path], source: Path, skip_bad_rows: bo
     pairs: list[NLIPair] = []
     bad = BadRows(source, skip_bad_rows)
     no_gold = 0
-    for i, (s1, s2, raw_label) in enumerate(zip(lines["s1"], lines["s2"], lines["labels"]), start=1):
-        try:
-            label = normalise_label(raw_label, roles["labels"], i, "label")
-            if label is None:
-                no_gold += 1
-                continue
-            pair = NLIPair(clean_text(s1, roles["s1"], i, "s1"), clean_text(s2, roles["s2"], i, "s2"), label)
-        except DataFormatError as err:
-            bad.add(err)
-            continue
-        pairs.append(pair)
+
+    def parse(i: int, row: tuple[str, str, str]) -> NLIPair | None:
+        nonlocal no_gold
+        s1, s2, raw_label = row
+        label = normalise_label(raw_label, roles["labels"], i, "label")
+        if label is None:
+            no_gold += 1
+            return None
+        return NLIPair(clean_text(s1, roles["s1"], i, "s1"), clean_text(s2, roles["s2"], i, "s2"), label)
+
+    rows = enumerate(zip(lines["s1"], lines["s2"], lines["labels"]), start=1)
+    pairs.extend(pair for _, pair in bad.each(rows, parse) if pair is not None)
     bad.report()
     _log_no_gold(no_gold, source)
     return pairs

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from sgpt.data.readers_retrieval import RetrievalExample
+from sgpt.data.retrieval_examples import RetrievalExample
 
 
 class RoundRobinExamples(Sequence):

@@ -1,4 +1,4 @@
-"""Shared plumbing for the data readers: the error type, line iteration, field checks, bad-row policy.
+"""Rows of data files, for every reader: the error type, line iteration, field and id checks, bad-row policy.
 
 Every reader in ``sgpt.data`` goes through :func:`iter_lines`, so gzip handling, UTF-8 checking and
 error locations (``file:line: field "x": message``) behave the same for every layout.
@@ -14,12 +14,16 @@ import logging
 import math
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 from sgpt.utils.io import json_error_text
 
 logger = logging.getLogger("sgpt.data")
+
+T = TypeVar("T")
+U = TypeVar("U")
 
 _GZIP_MAGIC = b"\x1f\x8b"
 # Bytes that are not valid UTF-8 are decoded with errors="surrogateescape" and show up as lone
@@ -80,6 +84,17 @@ class BadRows:
         if self.count:
             logger.warning("skipped %d bad rows in %s (first: %s)", self.count, self.source, self.first)
         return self.count
+
+    def each(self, rows: Iterable[tuple[int, T]], parse: Callable[[int, T], U]) -> Iterator[tuple[int, U]]:
+        """``(line, parse(line, row))`` for every row; a row whose ``parse`` raises
+        :class:`DataFormatError` goes through :meth:`add` (raised, or counted and left out)."""
+        for lineno, row in rows:
+            try:
+                value = parse(lineno, row)
+            except DataFormatError as err:
+                self.add(err)
+                continue
+            yield lineno, value
 
 
 def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -226,3 +241,87 @@ def parse_json_object(line: str, path: Path, lineno: int) -> dict:
     if not isinstance(obj, dict):
         raise DataFormatError(path, lineno, None, f"expected a JSON object, got {type(obj).__name__}")
     return obj
+
+
+def json_rows(path: Path, bad: BadRows) -> Iterator[tuple[int, dict]]:
+    """Non-blank jsonl lines parsed as objects; a bad line goes through ``bad``."""
+    return bad.each(iter_nonblank(path), lambda lineno, line: parse_json_object(line, path, lineno))
+
+
+def id_string(value: object, path: Path, lineno: int, name: str) -> str:
+    """An id as a string: a non-empty string (stripped) or an integer (its decimal string).
+
+    Raises:
+        DataFormatError: any other type, or an empty string.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str):
+        raise DataFormatError(path, lineno, name, f"expected a string or integer id, got {type(value).__name__}")
+    return clean_text(value, path, lineno, name)
+
+
+def claim_id(obj: Mapping, name: str, path: Path, lineno: int, lines: dict[str, int]) -> str:
+    """Read ``obj[name]`` as an id and record its line in ``lines``.
+
+    Raises:
+        DataFormatError: the field is missing or not an id, or the id was seen before (naming both lines).
+    """
+    if name not in obj:
+        raise DataFormatError(path, lineno, name, "missing field")
+    key = id_string(obj[name], path, lineno, name)
+    if key in lines:
+        raise DataFormatError(path, lineno, name, f"duplicate id {key!r} (first on line {lines[key]})")
+    lines[key] = lineno
+    return key
+
+
+def text_field(obj: Mapping, name: str, path: Path, lineno: int, *, allow_empty: bool) -> str:
+    """``obj[name]`` as stripped text (``""`` for a blank string when ``allow_empty``).
+
+    Raises:
+        DataFormatError: the field is missing, not a string, holds bad bytes, or is empty (unless allowed).
+    """
+    if name not in obj:
+        raise DataFormatError(path, lineno, name, "missing field")
+    value = obj[name]
+    if allow_empty and isinstance(value, str) and not value.strip():
+        return ""
+    return clean_text(value, path, lineno, name)
+
+
+def id_list(value: object, path: Path, lineno: int, name: str) -> list[str]:
+    """A JSON list of ids as strings (see :func:`id_string`); errors name ``name[i]``."""
+    if not isinstance(value, list):
+        raise DataFormatError(path, lineno, name, f"expected a list of ids, got {type(value).__name__}")
+    return [id_string(v, path, lineno, f"{name}[{i}]") for i, v in enumerate(value)]
+
+
+def text_list(value: object, path: Path, lineno: int, name: str) -> list[str]:
+    """A string or a JSON list of strings as stripped texts; errors name ``name[i]``."""
+    if isinstance(value, str):
+        return [clean_text(value, path, lineno, name)]
+    if not isinstance(value, list):
+        raise DataFormatError(path, lineno, name, f"expected a list of strings, got {type(value).__name__}")
+    return [clean_text(v, path, lineno, f"{name}[{i}]") for i, v in enumerate(value)]
+
+
+def split_columns(line: str) -> list[str]:
+    """Tab-separated fields when the line has a tab, else whitespace-separated ones."""
+    return [f.strip() for f in line.split("\t")] if "\t" in line else line.split()
+
+
+def is_int(text: str) -> bool:
+    """Whether ``int(text)`` succeeds."""
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
+def few(ids: Iterable[str], n: int = 5) -> str:
+    """The first ``n`` ids, quoted, with ``...`` when there are more (for error messages)."""
+    items = list(ids)
+    shown = ", ".join(repr(i) for i in items[:n])
+    return shown + (", ..." if len(items) > n else "")

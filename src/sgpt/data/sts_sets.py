@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from sgpt.data.readers_io import (
+from sgpt.data.rows import (
     DataFormatError,
     base_name,
     clean_text,

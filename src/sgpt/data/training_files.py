@@ -1,33 +1,19 @@
-"""Training-data readers: generic triplet files, Hugging Face Hub datasets, and the CLI dispatcher.
+"""Training files of the NLI task: generic triplet files, Hugging Face Hub datasets, and the
+dispatcher that turns any ``--train-data`` value into NLI pairs or ready examples.
 
-Also the single import point for every reader: NLI pairs live in :mod:`sgpt.data.readers_nli`, STS sets
-in :mod:`sgpt.data.readers_sts`, shared plumbing in :mod:`sgpt.data.readers_io`.
+NLI pair files are read by :mod:`sgpt.data.nli_pairs`, rows and errors by :mod:`sgpt.data.rows`.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
-from sgpt.data.readers_io import (BadRows, DataFormatError, clean_text, iter_lines, iter_nonblank,
-                                  parse_json_object)
-from sgpt.data.readers_nli import LABELS, NLIPair, detect_nli_layout, normalise_label, read_nli_pairs
-from sgpt.data.readers_sts import STSData, read_sts, read_sts_subsets
+from sgpt.data.nli_pairs import LABELS, NLIPair, detect_nli_layout, normalise_label, read_nli_pairs
+from sgpt.data.rows import BadRows, DataFormatError, clean_text, iter_lines, iter_nonblank, parse_json_object
 
-__all__ = [
-    "DataFormatError",
-    "LABELS",
-    "NLIPair",
-    "STSData",
-    "detect_nli_layout",
-    "load_hub_dataset",
-    "read_nli_pairs",
-    "read_sts",
-    "read_sts_subsets",
-    "read_training_data",
-    "read_triplets",
-]
+__all__ = ["load_hub_dataset", "read_training_data", "read_triplets"]
 
 _KEY_SETS = (("anchor", "positive", "negative"), ("query", "pos", "neg"))
 _PATH_SUFFIXES = (".jsonl", ".json", ".tsv", ".csv", ".txt", ".gz")
@@ -58,15 +44,14 @@ def read_triplets(path: str | Path, *, skip_bad_rows: bool = False) -> list[tupl
     bad = BadRows(path, skip_bad_rows)
     rows = _jsonl_triplets(path, bad) if kind == "jsonl" else _table_triplets(path, bad, kind == "tsv")
     result: list[tuple[str, ...]] = []
-    for lineno, row in rows:
-        try:
-            if result and len(row) != len(result[0]):
-                message = f"row has {len(row)} texts but earlier rows have {len(result[0])} (all rows need the same)"
-                raise DataFormatError(path, lineno, None, message)
-        except DataFormatError as err:
-            bad.add(err)
-            continue
-        result.append(row)
+
+    def same_arity(lineno: int, row: tuple[str, ...]) -> tuple[str, ...]:
+        if result and len(row) != len(result[0]):
+            message = f"row has {len(row)} texts but earlier rows have {len(result[0])} (all rows need the same)"
+            raise DataFormatError(path, lineno, None, message)
+        return row
+
+    result.extend(row for _, row in bad.each(rows, same_arity))
     bad.report()
     if not result and not bad.count:
         raise DataFormatError(path, None, None, "no data rows")
@@ -83,12 +68,16 @@ def _triplet_format(path: Path) -> str:
     return "tsv" if "\t" in first else "csv"
 
 
+def _table_row(fields: list[str], columns: list[int], names: list[str], width: int, path: Path,
+               lineno: int) -> tuple[str, ...]:
+    if len(fields) != width:
+        raise DataFormatError(path, lineno, None, f"expected {width} fields, got {len(fields)}")
+    return tuple(clean_text(fields[c], path, lineno, names[i] if names else f"column {c + 1}")
+                 for i, c in enumerate(columns))
+
+
 def _jsonl_triplets(path: Path, bad: BadRows) -> Iterator[tuple[int, tuple[str, ...]]]:
-    for lineno, line in iter_nonblank(path):
-        try:
-            yield lineno, _parse_json_triplet(line, path, lineno)
-        except DataFormatError as err:
-            bad.add(err)
+    return bad.each(iter_nonblank(path), lambda lineno, line: _parse_json_triplet(line, path, lineno))
 
 
 def _parse_json_triplet(line: str, path: Path, lineno: int) -> tuple[str, ...]:
@@ -106,26 +95,25 @@ def _table_triplets(path: Path, bad: BadRows, tsv: bool) -> Iterator[tuple[int, 
     # The csv module needs the line endings back to keep newlines inside quoted fields.
     lines = (line + "\n" for _, line in iter_lines(path))
     reader = csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE) if tsv else csv.reader(lines)
-    columns: list[int] | None = None
+    columns: list[int] = []
     names: list[str] = []
     width = 0
-    for fields in reader:
-        lineno = reader.line_num
-        if not any(f.strip() for f in fields):
-            continue
-        if columns is None:
-            columns, names, width = _table_columns(fields, path, lineno)
-            if names:
-                continue  # header row
-        try:
-            if len(fields) != width:
-                raise DataFormatError(path, lineno, None, f"expected {width} fields, got {len(fields)}")
-            yield lineno, tuple(clean_text(fields[c], path, lineno, names[i] if names else f"column {c + 1}")
-                                for i, c in enumerate(columns))
-        except DataFormatError as err:
-            bad.add(err)
-    if columns is None:
-        raise DataFormatError(path, None, None, "file is empty")
+
+    def data_rows() -> Iterator[tuple[int, list[str]]]:
+        nonlocal columns, names, width
+        for fields in reader:
+            lineno = reader.line_num
+            if not any(f.strip() for f in fields):
+                continue
+            if not width:
+                columns, names, width = _table_columns(fields, path, lineno)
+                if names:
+                    continue  # header row
+            yield lineno, fields
+        if not width:
+            raise DataFormatError(path, None, None, "file is empty")
+
+    return bad.each(data_rows(), lambda lineno, fields: _table_row(fields, columns, names, width, path, lineno))
 
 
 def _table_columns(first: list[str], path: Path, lineno: int) -> tuple[list[int], list[str], int]:
@@ -196,16 +184,17 @@ def hub_rows_to_examples(
     bad = BadRows(source, skip_bad_rows)
     if {"premise", "hypothesis", "label"} <= set(columns):
         pairs: list[NLIPair] = []
-        for i, row in enumerate(rows, start=1):
-            try:
-                raw = row["label"]
-                raw = label_names[raw] if isinstance(raw, int) and 0 <= raw < len(label_names) else raw
-                label = normalise_label(raw, source, i, "label")
-                if label is not None:
-                    pairs.append(NLIPair(clean_text(row["premise"], source, i, "premise"),
-                                         clean_text(row["hypothesis"], source, i, "hypothesis"), label))
-            except DataFormatError as err:
-                bad.add(err)
+
+        def pair(i: int, row: Mapping) -> NLIPair | None:
+            raw = row["label"]
+            raw = label_names[raw] if isinstance(raw, int) and 0 <= raw < len(label_names) else raw
+            label = normalise_label(raw, source, i, "label")
+            if label is None:
+                return None
+            return NLIPair(clean_text(row["premise"], source, i, "premise"),
+                           clean_text(row["hypothesis"], source, i, "hypothesis"), label)
+
+        pairs.extend(p for _, p in bad.each(enumerate(rows, start=1), pair) if p is not None)
         bad.report()
         return pairs
     keys = next((k for k in _KEY_SETS if k[0] in columns and k[1] in columns), None)
@@ -214,11 +203,8 @@ def hub_rows_to_examples(
                               "premise/hypothesis/label or anchor/positive[/negative]")
     present = [k for k in keys if k in columns]
     triplets: list[tuple[str, ...]] = []
-    for i, row in enumerate(rows, start=1):
-        try:
-            triplets.append(tuple(clean_text(row[k], source, i, k) for k in present))
-        except DataFormatError as err:
-            bad.add(err)
+    triplets.extend(t for _, t in bad.each(enumerate(rows, start=1),
+                                           lambda i, row: tuple(clean_text(row[k], source, i, k) for k in present)))
     bad.report()
     return triplets
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from sgpt.data.readers_nli import LABELS, NLIPair
+from sgpt.data.nli_pairs import LABELS, NLIPair
 
 
 def partner_sets(pairs: Sequence[NLIPair]) -> dict[str, dict[str, set[str]]]:

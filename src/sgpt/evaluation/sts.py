@@ -14,20 +14,15 @@ always computed.
 
 from __future__ import annotations
 
-import csv
-import json
 import math
-import os
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from sgpt.evaluation.metrics import paired_scores, pearson, spearman
 
-__all__ = ["Encoder", "SIMILARITIES", "sts_scores", "evaluate_sts", "write_sts_results", "append_csv_row"]
+__all__ = ["SIMILARITIES", "Encoder", "evaluate_sts", "evaluate_sts_subsets", "sts_scores"]
 
 SIMILARITIES = ("cosine", "dot", "euclidean", "manhattan")
 
@@ -178,75 +173,3 @@ def evaluate_sts_subsets(model: Encoder, subsets: Sequence, *, batch_size: int =
     mean = {k: float(np.mean([r[k] for r in per.values()])) for k in metrics}
     wmean = {k: float(np.average([r[k] for r in per.values()], weights=sizes)) for k in metrics}
     return {**sts_scores(emb1, emb2, gold), "subsets": per, "mean": mean, "wmean": wmean}
-
-
-def _json_safe(value: Any) -> Any:
-    """NumPy scalars → Python numbers; NaN/inf → None (strict JSON has no NaN)."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def write_sts_results(results: dict, path: str | Path) -> None:
-    """Write a results dict as indented JSON, atomically.
-
-    The JSON goes to a temporary file in the destination folder, which then replaces ``path`` with
-    ``os.replace`` (atomic on POSIX), so a reader never sees a half-written file. Parent folders are
-    created. NumPy scalars become plain numbers; NaN/inf become ``null``.
-
-    Args:
-        results: e.g. the output of :func:`evaluate_sts`; may nest dicts/lists.
-        path: destination file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(_json_safe(results), indent=2, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def append_csv_row(path: str | Path, row: dict) -> None:
-    """Append one row to a CSV file, writing the header (``row``'s keys, in order) if the file is new.
-
-    Used to log dev evaluations over training (one row per evaluation), like ST's
-    ``similarity_evaluation_sts-dev_results.csv``. Not atomic. Parent folders are created.
-
-    Args:
-        path: CSV file.
-        row: column name → value; for an existing file the keys must equal its header (any order).
-
-    Raises:
-        ValueError: if the file exists with a header whose columns differ from ``row``'s keys.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fields = [str(k) for k in row]
-    values = {str(k): v for k, v in row.items()}
-    header: list[str] | None = None
-    if path.exists() and path.stat().st_size > 0:
-        with path.open(newline="", encoding="utf-8") as f:
-            header = next(csv.reader(f), None)
-    if header is not None and set(header) != set(fields):
-        raise ValueError(
-            f"{path}: row columns {sorted(fields)} differ from the file header {header}; "
-            "write to a new file or pass the same columns"
-        )
-    with path.open("a", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=header or fields)
-        if header is None:
-            writer.writeheader()
-        writer.writerow(values)

@@ -28,7 +28,6 @@ from sgpt.model.heads import Dense
 from sgpt.model.pooling import check_pooling_mode, pool
 from sgpt.model.prefix import transformer_states
 
-
 logger = logging.getLogger("sgpt.model")
 
 

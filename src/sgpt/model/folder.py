@@ -57,13 +57,13 @@ import torch
 import transformers
 from safetensors.torch import load_file, save_file
 
-import sgpt
 from sgpt.model.backbone import load_backbone
 from sgpt.model.biencoder import BiEncoder
 from sgpt.model.formatting import ROLES, Role, TextFormat
 from sgpt.model.heads import Dense, activation_from_string
 from sgpt.model.pooling import POOLING_MODES, check_pooling_mode
 from sgpt.utils.io import atomic_dir, read_json, write_json
+from sgpt.version import __version__
 
 logger = logging.getLogger("sgpt.model")
 
@@ -212,7 +212,7 @@ def save_folder(model: BiEncoder, path: str | Path, *, keep: Sequence[str] = ())
             write_json(tmp / FORMAT_FILE, fmt.to_dict())
         prompts = {k: v for k, v in (("query", fmt.query_prompt), ("document", fmt.document_prompt)) if v}
         write_json(tmp / "config_sentence_transformers.json", {
-            "__version__": {"sgpt": sgpt.__version__, "transformers": transformers.__version__,
+            "__version__": {"sgpt": __version__, "transformers": transformers.__version__,
                             "pytorch": torch.__version__},
             "prompts": prompts,
             "default_prompt_name": None,

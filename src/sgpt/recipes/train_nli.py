@@ -13,10 +13,11 @@ from sgpt.data import build_triplets, read_sts, read_training_data
 from sgpt.evaluation.sts import evaluate_sts
 from sgpt.model.biencoder import BiEncoder
 from sgpt.model.folder import load
+from sgpt.train.checkpoints import check_output
 from sgpt.train.config import TrainConfig
 from sgpt.train.distributed import is_main_process
 from sgpt.train.params import apply_freezing
-from sgpt.train.trainer import check_output, fit
+from sgpt.train.trainer import fit
 from sgpt.utils.io import write_json
 
 logger = logging.getLogger("sgpt.train")

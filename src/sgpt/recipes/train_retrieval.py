@@ -12,14 +12,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sgpt.data import RoundRobinExamples
-from sgpt.data.readers_retrieval import RetrievalExample, beir_examples, load_beir, read_retrieval_examples
-from sgpt.evaluation.retrieval import evaluate_retrieval
+from sgpt.data.beir import load_beir
+from sgpt.data.retrieval_examples import RetrievalExample, beir_examples, read_retrieval_examples
+from sgpt.evaluation.beir import evaluate_retrieval
 from sgpt.model.biencoder import BiEncoder
 from sgpt.model.folder import UNSET, load
+from sgpt.train.checkpoints import check_output
 from sgpt.train.config import TrainConfig
 from sgpt.train.distributed import is_main_process
 from sgpt.train.params import apply_freezing
-from sgpt.train.trainer import QUERY_DOCUMENT, check_output, fit
+from sgpt.train.trainer import QUERY_DOCUMENT, fit
 from sgpt.utils.io import write_json
 
 logger = logging.getLogger("sgpt.train")

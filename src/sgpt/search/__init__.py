@@ -1,4 +1,4 @@
-"""Search over embedded corpora: dense FAISS indexes (``sgpt.search.index``) and, alongside, lexical
+"""Search over embedded corpora: exact dense search (``sgpt.search.exact``), dense FAISS indexes (``sgpt.search.build``, ``sgpt.search.index``) and, alongside, lexical
 baselines. Importing this package is cheap: the submodules (FAISS, torch) load on first use.
 
     from sgpt.search import Index, build_index
@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_LAZY = {"Hit": "sgpt.search.index", "Index": "sgpt.search.index", "build_index": "sgpt.search.index",
+_LAZY = {"Hit": "sgpt.search.index", "Index": "sgpt.search.index", "build_index": "sgpt.search.build",
          "BM25Retriever": "sgpt.search.bm25", "mine_negatives": "sgpt.search.mining"}
 
 

@@ -2,7 +2,7 @@
 
 Documents are indexed as :func:`sgpt.data.document_text` (``title + " " + text``), the same text the
 bi-encoder embeds, so BM25 and dense runs are scored on the same input by the same metric code
-(:func:`sgpt.evaluation.retrieval.evaluate_retrieval`).
+(:func:`sgpt.evaluation.beir.evaluate_retrieval`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from types import ModuleType
 
 import numpy as np
 
-from sgpt.data.readers_retrieval import document_text
+from sgpt.data.documents import document_text
 
 __all__ = ["BM25Retriever"]
 

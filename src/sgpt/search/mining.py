@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sgpt.data.readers_retrieval import RetrievalData
-from sgpt.evaluation.retrieval import DocumentEncoder, Retriever, retrieve
+from sgpt.data.beir import RetrievalData
+from sgpt.search.exact import DocumentEncoder, Retriever, retrieve
 from sgpt.utils.io import atomic_write_text
 
 __all__ = ["mine_negatives", "write_negatives"]
@@ -32,7 +32,7 @@ def mine_negatives(
 
     Known positives are all documents judged > 0 for the query; documents judged 0 may become
     negatives. The document whose id equals the query id is never a negative (see
-    :func:`sgpt.evaluation.retrieval.retrieve`). A query with fewer than ``k`` non-positive hits gets
+    :func:`sgpt.search.exact.retrieve`). A query with fewer than ``k`` non-positive hits gets
     what there is, possibly none.
 
     Args:
