@@ -46,8 +46,19 @@ def snli_triplets(n: int, seed: int = 0) -> list[tuple[str, str, str]]:
     return build_triplets(read_nli_pairs(DATA / "snli-senteval"), seed=seed)[:n]
 
 
-def encode_vs_st(name: str, path: str, pooling: str, texts: list[str], batch: int, precision: str, repeats: int,
-                 *, max_seq_length: int | None = None, role: str | None = None, chat_template: bool = False) -> dict:
+def encode_vs_st(
+    name: str,
+    path: str,
+    pooling: str,
+    texts: list[str],
+    batch: int,
+    precision: str,
+    repeats: int,
+    *,
+    max_seq_length: int | None = None,
+    role: str | None = None,
+    chat_template: bool = False,
+) -> dict:
     """Time sgpt's encode (``encode_documents``/``encode_queries`` for a ``role``) against
     sentence-transformers' ``encode`` on the same folder, texts, batch size and precision.
 
@@ -69,8 +80,15 @@ def encode_vs_st(name: str, path: str, pooling: str, texts: list[str], batch: in
 
     import sgpt
 
-    folder = REPO / "runs" / (f"bench-encode-{name}" + (f"-len{max_seq_length}" if max_seq_length else "")
-                              + ("-chat" if chat_template else ""))
+    folder = (
+        REPO
+        / "runs"
+        / (
+            f"bench-encode-{name}"
+            + (f"-len{max_seq_length}" if max_seq_length else "")
+            + ("-chat" if chat_template else "")
+        )
+    )
     if not (folder / "modules.json").exists():
         sgpt.load(path, pooling=pooling, max_seq_length=max_seq_length, chat_template=chat_template).save(folder)
     dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
@@ -92,9 +110,21 @@ def encode_vs_st(name: str, path: str, pooling: str, texts: list[str], batch: in
     t_st, e_st = timed(lambda x: st.encode(x, batch_size=batch, convert_to_numpy=True))
     diff = float(np.abs(e_ours - e_st).max())
     cos = float(np.min(np.sum(e_ours * e_st, 1) / (np.linalg.norm(e_ours, axis=1) * np.linalg.norm(e_st, axis=1))))
-    return {"model": name, "texts": len(texts), "tokens": n_tokens, "batch_size": batch, "precision": precision,
-            "chat_template": chat_template,
-            "max_seq_length": ours.max_seq_length, "sgpt_s": t_ours, "st_s": t_st,
-            "sgpt_texts_per_s": len(texts) / t_ours, "st_texts_per_s": len(texts) / t_st,
-            "sgpt_tokens_per_s": n_tokens / t_ours, "st_tokens_per_s": n_tokens / t_st,
-            "speedup": t_st / t_ours, "max_abs_diff": diff, "min_cosine": cos}
+    return {
+        "model": name,
+        "texts": len(texts),
+        "tokens": n_tokens,
+        "batch_size": batch,
+        "precision": precision,
+        "chat_template": chat_template,
+        "max_seq_length": ours.max_seq_length,
+        "sgpt_s": t_ours,
+        "st_s": t_st,
+        "sgpt_texts_per_s": len(texts) / t_ours,
+        "st_texts_per_s": len(texts) / t_st,
+        "sgpt_tokens_per_s": n_tokens / t_ours,
+        "st_tokens_per_s": n_tokens / t_st,
+        "speedup": t_st / t_ours,
+        "max_abs_diff": diff,
+        "min_cosine": cos,
+    }

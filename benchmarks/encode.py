@@ -31,19 +31,33 @@ def main() -> None:
     p.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
     p.add_argument("--repeats", type=int, default=1, help="timings per side (best is kept)")
     p.add_argument("--max-seq-length", type=int, default=None, help="truncation length (default: the model's)")
-    p.add_argument("--chat-template", action="store_true",
-                   help="render texts with the chat template on both sides (sentence-transformers' default for SmolLM2)")
+    p.add_argument(
+        "--chat-template",
+        action="store_true",
+        help="render texts with the chat template on both sides (sentence-transformers' default for SmolLM2)",
+    )
     args = p.parse_args()
     texts = stsb_test_sentences()
     specs = {"minilm": (minilm_path, "mean"), "smollm2": (smollm2_path, "weightedmean")}
     results = []
     for name in args.models:
         get_path, pooling = specs[name]
-        r = encode_vs_st(name, get_path(), pooling, texts, args.batch_size, args.precision, args.repeats,
-                         max_seq_length=args.max_seq_length, chat_template=args.chat_template and name == "smollm2")
+        r = encode_vs_st(
+            name,
+            get_path(),
+            pooling,
+            texts,
+            args.batch_size,
+            args.precision,
+            args.repeats,
+            max_seq_length=args.max_seq_length,
+            chat_template=args.chat_template and name == "smollm2",
+        )
         results.append(r)
-        print(f"{name:8s} sgpt {r['sgpt_tokens_per_s']:8.0f} tok/s  sentence-transformers {r['st_tokens_per_s']:8.0f} "
-              f"tok/s  ratio {r['speedup']:.2f}x  max|diff| {r['max_abs_diff']:.2e}  min cos {r['min_cosine']:.6f}")
+        print(
+            f"{name:8s} sgpt {r['sgpt_tokens_per_s']:8.0f} tok/s  sentence-transformers {r['st_tokens_per_s']:8.0f} "
+            f"tok/s  ratio {r['speedup']:.2f}x  max|diff| {r['max_abs_diff']:.2e}  min cos {r['min_cosine']:.6f}"
+        )
         floor = 1 - 1e-5 if args.precision == "float32" else 0.99  # bf16 runs differ by rounding
         assert r["min_cosine"] > floor, f"{name}: embeddings disagree (min cosine {r['min_cosine']})"
     out = Path(__file__).parent / "results"

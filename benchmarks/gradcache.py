@@ -60,10 +60,17 @@ def sgpt_step(job: dict, device: torch.device):
     from sgpt.train.config import TrainConfig
     from sgpt.train.trainer import make_step
 
-    model = sgpt.load(job["path"], pooling=job["pooling"], max_seq_length=job["max_len"], device=device,
-                      chat_template=False).train()  # raw text, as st_model builds it
-    cfg = TrainConfig(output="unused", batch_size=job["batch"], precision="fp32", gradcache=job["chunk"] is not None,
-                      chunk_size=job["chunk"] or 32, micro_batch_size=job["chunk"] or 32)
+    model = sgpt.load(
+        job["path"], pooling=job["pooling"], max_seq_length=job["max_len"], device=device, chat_template=False
+    ).train()  # raw text, as st_model builds it
+    cfg = TrainConfig(
+        output="unused",
+        batch_size=job["batch"],
+        precision="fp32",
+        gradcache=job["chunk"] is not None,
+        chunk_size=job["chunk"] or 32,
+        micro_batch_size=job["chunk"] or 32,
+    )
     step = make_step(model, cfg)
     return model, lambda batch: step(batch, 1.0)
 
@@ -110,11 +117,21 @@ def child(job: dict) -> dict:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - start)
-    peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    return {**job, "device": device.type, "threads": torch.get_num_threads(), "seconds": times,
-            "s_per_step": sum(times) / len(times), "peak_bytes": peak, "rss_after_load_bytes": rss_loaded,
-            "loss": losses[0]}
+    peak = (
+        torch.cuda.max_memory_allocated(device)
+        if device.type == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    )
+    return {
+        **job,
+        "device": device.type,
+        "threads": torch.get_num_threads(),
+        "seconds": times,
+        "s_per_step": sum(times) / len(times),
+        "peak_bytes": peak,
+        "rss_after_load_bytes": rss_loaded,
+        "loss": losses[0],
+    }
 
 
 # ----------------------------------------------------------------------------------------- parent side
@@ -148,8 +165,14 @@ def run_all(args) -> list[dict]:
     pooling = "weightedmean" if args.model == "smollm2" else "mean"
     results, start = [], time.perf_counter()
     for job in plan(args.batch_sizes, args.chunks):
-        job.update(path=path, pooling=pooling, max_len=args.max_seq_length, steps=args.steps, threads=args.threads,
-                   largest=max(args.batch_sizes))
+        job.update(
+            path=path,
+            pooling=pooling,
+            max_len=args.max_seq_length,
+            steps=args.steps,
+            threads=args.threads,
+            largest=max(args.batch_sizes),
+        )
         elapsed = time.perf_counter() - start
         if elapsed > args.budget_s:
             results.append({**job, "skipped": f"time budget of {args.budget_s:.0f} s spent"})
@@ -160,27 +183,36 @@ def run_all(args) -> list[dict]:
             r = plain[0]
             need = r["rss_after_load_bytes"] + (r["peak_bytes"] - r["rss_after_load_bytes"]) * job["batch"] / r["batch"]
             if need > 0.85 * (available_bytes() + 0):
-                results.append({**job, "skipped": f"needs about {need / 2**30:.1f} GiB, "
-                                                  f"{available_bytes() / 2**30:.1f} GiB available"})
+                results.append(
+                    {
+                        **job,
+                        "skipped": f"needs about {need / 2**30:.1f} GiB, {available_bytes() / 2**30:.1f} GiB available",
+                    }
+                )
                 print(f"{name(job):45s} skipped: {results[-1]['skipped']}", flush=True)
                 continue
-        proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(job)], check=False, capture_output=True,
-                              text=True)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", json.dumps(job)], check=False, capture_output=True, text=True
+        )
         if proc.returncode != 0:
             results.append({**job, "skipped": f"failed (exit {proc.returncode}): {proc.stderr[-400:]}"})
             print(f"{name(job):45s} FAILED\n{proc.stderr[-2000:]}", flush=True)
             continue
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         r = results[-1]
-        print(f"{name(job):45s} {r['peak_bytes'] / 2**30:6.2f} GiB peak  {r['s_per_step']:7.1f} s/step  "
-              f"loss {r['loss']:.4f}", flush=True)
+        print(
+            f"{name(job):45s} {r['peak_bytes'] / 2**30:6.2f} GiB peak  {r['s_per_step']:7.1f} s/step  "
+            f"loss {r['loss']:.4f}",
+            flush=True,
+        )
         write(args, results)
     return results
 
 
 def find(results, lib, batch, chunk):
-    return next((r for r in results if (r["lib"], r["batch"], r["chunk"]) == (lib, batch, chunk) and "peak_bytes" in r),
-                None)
+    return next(
+        (r for r in results if (r["lib"], r["batch"], r["chunk"]) == (lib, batch, chunk) and "peak_bytes" in r), None
+    )
 
 
 def targets(results: list[dict], batches: list[int], chunks: list[int]) -> dict:
@@ -190,30 +222,45 @@ def targets(results: list[dict], batches: list[int], chunks: list[int]) -> dict:
         a, b = find(results, "sgpt", small, c), find(results, "sgpt", large, c)
         if a and b:
             growth = b["peak_bytes"] / a["peak_bytes"] - 1
-            out[f"memory growth {small}->{large}, chunk {c}"] = {"value": growth, "target": "< 0.10", "met": growth < 0.10}
+            out[f"memory growth {small}->{large}, chunk {c}"] = {
+                "value": growth,
+                "target": "< 0.10",
+                "met": growth < 0.10,
+            }
     for batch in (large, small):
         plain = find(results, "sgpt", batch, None)
         for c in chunks:
             cached = find(results, "sgpt", batch, c)
             if plain and cached:
                 ratio = cached["s_per_step"] / plain["s_per_step"]
-                out[f"time cached/plain, batch {batch}, chunk {c}"] = {"value": ratio, "target": "<= 1.5",
-                                                                       "met": ratio <= 1.5}
+                out[f"time cached/plain, batch {batch}, chunk {c}"] = {
+                    "value": ratio,
+                    "target": "<= 1.5",
+                    "met": ratio <= 1.5,
+                }
         for c in chunks:
             ours, st = find(results, "sgpt", batch, c), find(results, "st", batch, c)
             if ours and st:
                 ratio = st["s_per_step"] / ours["s_per_step"]
                 out[f"speed-up vs sentence-transformers, batch {batch}, chunk {c}"] = {
-                    "value": ratio, "target": ">= 1.0", "met": ratio >= 1.0,
-                    "memory_ratio_st_over_sgpt": st["peak_bytes"] / ours["peak_bytes"]}
+                    "value": ratio,
+                    "target": ">= 1.0",
+                    "met": ratio >= 1.0,
+                    "memory_ratio_st_over_sgpt": st["peak_bytes"] / ours["peak_bytes"],
+                }
     return out
 
 
 def write(args, results: list[dict]) -> dict:
     RESULTS.mkdir(exist_ok=True)
-    summary = {"model": args.model, "max_seq_length": args.max_seq_length, "steps_timed": args.steps,
-               "threads": args.threads or torch.get_num_threads(),
-               "results": results, "targets": targets(results, args.batch_sizes, args.chunks)}
+    summary = {
+        "model": args.model,
+        "max_seq_length": args.max_seq_length,
+        "steps_timed": args.steps,
+        "threads": args.threads or torch.get_num_threads(),
+        "results": results,
+        "targets": targets(results, args.batch_sizes, args.chunks),
+    }
     (RESULTS / "gradcache.json").write_text(json.dumps(summary, indent=2))
     return summary
 

@@ -76,7 +76,7 @@ def time_search(fn, queries: np.ndarray, n_latency: int, batch: int, repeats: in
     fn(queries[:1])  # warm-up
     t = time.perf_counter()
     for i in range(n_latency):
-        fn(queries[i:i + 1])
+        fn(queries[i : i + 1])
     ms = (time.perf_counter() - t) / n_latency * 1e3
     best = min(_seconds(fn, queries[:batch]) for _ in range(repeats))
     return ms, batch / best
@@ -95,8 +95,18 @@ def run_search(n: int, dim: int, n_latency: int, batch: int, repeats: int) -> li
     docs, queries = synthetic(n, max(batch, n_latency), dim)
     exact = numpy_topk(docs, queries[:batch], K)
     t_np_ms, np_qps = time_search(lambda q: numpy_topk(docs, q, K), queries, n_latency, batch, repeats)
-    rows = [{"n": n, "dim": dim, "method": "numpy", "build_s": 0.0, "ms_per_query_b1": t_np_ms,
-             f"qps_b{batch}": np_qps, "recall_at_10": 1.0, "params": {}}]
+    rows = [
+        {
+            "n": n,
+            "dim": dim,
+            "method": "numpy",
+            "build_s": 0.0,
+            "ms_per_query_b1": t_np_ms,
+            f"qps_b{batch}": np_qps,
+            "recall_at_10": 1.0,
+            "params": {},
+        }
+    ]
     for kind in ("flat", "ivf", "hnsw"):
         params = index_params(kind, n)
         t = time.perf_counter()
@@ -111,8 +121,18 @@ def run_search(n: int, dim: int, n_latency: int, batch: int, repeats: int) -> li
                 index.nprobe = used["nprobe"]
             ms, qps = time_search(lambda q, index=index: index.search(q, K), queries, n_latency, batch, repeats)
             found = index.search(queries[:batch], K)[1]
-            rows.append({"n": n, "dim": dim, "method": method, "build_s": build_s, "ms_per_query_b1": ms,
-                         f"qps_b{batch}": qps, "recall_at_10": recall(found, exact), "params": used})
+            rows.append(
+                {
+                    "n": n,
+                    "dim": dim,
+                    "method": method,
+                    "build_s": build_s,
+                    "ms_per_query_b1": ms,
+                    f"qps_b{batch}": qps,
+                    "recall_at_10": recall(found, exact),
+                    "params": used,
+                }
+            )
     for r in rows:
         r["speedup_b1_vs_numpy"] = t_np_ms / r["ms_per_query_b1"]
         r[f"speedup_b{batch}_vs_numpy"] = r[f"qps_b{batch}"] / np_qps
@@ -132,23 +152,31 @@ def plot(results: dict, path: Path, batch: int) -> None:
         if part == "encode":
             x = np.arange(len(rows))
             ax.bar(x - 0.2, [r["st_texts_per_s"] for r in rows], 0.4, label="sentence-transformers", color="tab:gray")
-            ax.bar(x + 0.2, [r["sgpt_texts_per_s"] for r in rows], 0.4, label="sgpt encode_documents",
-                   color="tab:blue")
+            ax.bar(x + 0.2, [r["sgpt_texts_per_s"] for r in rows], 0.4, label="sgpt encode_documents", color="tab:blue")
             ax.set_xticks(x, [f"{r['model']} ({r['speedup']:.2f}x)" for r in rows])
             ax.set_ylabel("documents / s")
-            ax.set_title(f"SciFact docs, max len {rows[0]['max_seq_length']}, batch {rows[0]['batch_size']}, "
-                         f"{rows[0]['precision']}", fontsize=9)
+            ax.set_title(
+                f"SciFact docs, max len {rows[0]['max_seq_length']}, batch {rows[0]['batch_size']}, "
+                f"{rows[0]['precision']}",
+                fontsize=9,
+            )
         else:
             sizes = sorted({r["n"] for r in rows})
             methods = list(dict.fromkeys(r["method"] for r in rows))
             x, width = np.arange(len(sizes)), 0.8 / len(methods)
             for i, m in enumerate(methods):
                 vals = [next(r for r in rows if r["n"] == n and r["method"] == m) for n in sizes]
-                bars = ax.bar(x + (i - (len(methods) - 1) / 2) * width, [v["ms_per_query_b1"] for v in vals], width,
-                              label=m)
+                bars = ax.bar(
+                    x + (i - (len(methods) - 1) / 2) * width, [v["ms_per_query_b1"] for v in vals], width, label=m
+                )
                 for b, v in zip(bars, vals, strict=True):
-                    ax.annotate(f"R{v['recall_at_10']:.2f}", (b.get_x() + b.get_width() / 2, b.get_height()),
-                                ha="center", va="bottom", fontsize=6)
+                    ax.annotate(
+                        f"R{v['recall_at_10']:.2f}",
+                        (b.get_x() + b.get_width() / 2, b.get_height()),
+                        ha="center",
+                        va="bottom",
+                        fontsize=6,
+                    )
             ax.set_yscale("log")
             ax.set_xticks(x, [f"{n:,} vectors" for n in sizes])
             ax.set_ylabel("ms / query at batch 1 (log)")
@@ -190,12 +218,23 @@ def main() -> None:
         specs = {"minilm": (minilm_path, "mean"), "smollm2": (smollm2_path, "weightedmean")}
         for name in args.models:
             get_path, pooling = specs[name]
-            r = encode_vs_st(name, get_path(), pooling, texts, args.batch_size, args.precision, args.repeats,
-                             max_seq_length=args.max_seq_length, role="document")
+            r = encode_vs_st(
+                name,
+                get_path(),
+                pooling,
+                texts,
+                args.batch_size,
+                args.precision,
+                args.repeats,
+                max_seq_length=args.max_seq_length,
+                role="document",
+            )
             results["encode"].append(r)
-            print(f"encode {name:8s} {r['texts']} docs, {r['tokens']} tokens: sgpt {r['sgpt_texts_per_s']:7.1f} doc/s "
-                  f"{r['sgpt_tokens_per_s']:7.0f} tok/s  sentence-transformers {r['st_texts_per_s']:7.1f} doc/s "
-                  f"{r['st_tokens_per_s']:7.0f} tok/s  ratio {r['speedup']:.2f}x  min cos {r['min_cosine']:.6f}")
+            print(
+                f"encode {name:8s} {r['texts']} docs, {r['tokens']} tokens: sgpt {r['sgpt_texts_per_s']:7.1f} doc/s "
+                f"{r['sgpt_tokens_per_s']:7.0f} tok/s  sentence-transformers {r['st_texts_per_s']:7.1f} doc/s "
+                f"{r['st_tokens_per_s']:7.0f} tok/s  ratio {r['speedup']:.2f}x  min cos {r['min_cosine']:.6f}"
+            )
             floor = 1 - 1e-5 if args.precision == "float32" else 0.99  # bf16 runs differ by rounding
             assert r["min_cosine"] > floor, f"{name}: embeddings disagree (min cosine {r['min_cosine']})"
 
@@ -205,10 +244,12 @@ def main() -> None:
             rows = run_search(n, args.dim, args.latency_queries, b, args.repeats)
             results["search"].extend(rows)
             for r in rows:
-                print(f"search n={n:>7,} {r['method']:13s} build {r['build_s']:6.2f} s  "
-                      f"{r['ms_per_query_b1']:8.3f} ms/query (b1, {r['speedup_b1_vs_numpy']:6.1f}x numpy)  "
-                      f"{r[f'qps_b{b}']:9.0f} q/s (b{b}, {r[f'speedup_b{b}_vs_numpy']:6.1f}x numpy)  "
-                      f"recall@10 {r['recall_at_10']:.3f}")
+                print(
+                    f"search n={n:>7,} {r['method']:13s} build {r['build_s']:6.2f} s  "
+                    f"{r['ms_per_query_b1']:8.3f} ms/query (b1, {r['speedup_b1_vs_numpy']:6.1f}x numpy)  "
+                    f"{r[f'qps_b{b}']:9.0f} q/s (b{b}, {r[f'speedup_b{b}_vs_numpy']:6.1f}x numpy)  "
+                    f"recall@10 {r['recall_at_10']:.3f}"
+                )
 
     import faiss
 

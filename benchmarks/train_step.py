@@ -65,12 +65,22 @@ def st_step_times(path, pooling, max_len, triplets, batch, steps, lr, chat=False
 
     ds = Dataset.from_dict({k: [t[i] for t in triplets] for i, k in enumerate(["anchor", "positive", "negative"])})
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(REPO / "runs" / "bench-st"), per_device_train_batch_size=batch, max_steps=steps + 1,
-        learning_rate=lr, warmup_ratio=0.1, batch_sampler=BatchSamplers.NO_DUPLICATES, report_to="none",
-        save_strategy="no", logging_steps=1000, seed=0, dataloader_drop_last=True, use_cpu=True,
+        output_dir=str(REPO / "runs" / "bench-st"),
+        per_device_train_batch_size=batch,
+        max_steps=steps + 1,
+        learning_rate=lr,
+        warmup_ratio=0.1,
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1000,
+        seed=0,
+        dataloader_drop_last=True,
+        use_cpu=True,
     )
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=ds,
-                                         loss=MultipleNegativesRankingLoss(model), callbacks=[Timer()])
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=ds, loss=MultipleNegativesRankingLoss(model), callbacks=[Timer()]
+    )
     trainer.train()
     return times[1:]
 
@@ -122,8 +132,11 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3, help="timed steps per side (plus one warm-up)")
     p.add_argument("--max-seq-length", type=int, default=75)
     p.add_argument("--micro-batch-size", type=int, default=32)
-    p.add_argument("--chat-template", action="store_true",
-                   help="render texts with the chat template on both sides (sentence-transformers' default for SmolLM2)")
+    p.add_argument(
+        "--chat-template",
+        action="store_true",
+        help="render texts with the chat template on both sides (sentence-transformers' default for SmolLM2)",
+    )
     args = p.parse_args()
     chat = args.chat_template
     torch.manual_seed(0)
@@ -133,13 +146,23 @@ def main() -> None:
     st_loss, our_loss = same_loss(path, pooling, args.max_seq_length, triplets[: args.batch_size], chat)
     print(f"loss on one batch: sentence-transformers {st_loss:.6f}  sgpt {our_loss:.6f}")
     assert abs(st_loss - our_loss) < 1e-4 * max(1.0, abs(st_loss)), "losses disagree"
-    ours = sgpt_step_times(path, pooling, args.max_seq_length, triplets, args.batch_size, args.steps, 2e-5,
-                           args.micro_batch_size, chat)
+    ours = sgpt_step_times(
+        path, pooling, args.max_seq_length, triplets, args.batch_size, args.steps, 2e-5, args.micro_batch_size, chat
+    )
     st = st_step_times(path, pooling, args.max_seq_length, triplets, args.batch_size, args.steps, 2e-5, chat)
     s_ours, s_st = sum(ours) / len(ours), sum(st) / len(st)
-    result = {"model": args.model, "chat_template": chat, "batch_size": args.batch_size, "max_seq_length": args.max_seq_length,
-              "threads": torch.get_num_threads(), "sgpt_s_per_step": s_ours, "st_s_per_step": s_st,
-              "speedup": s_st / s_ours, "sgpt_steps": ours, "st_steps": st}
+    result = {
+        "model": args.model,
+        "chat_template": chat,
+        "batch_size": args.batch_size,
+        "max_seq_length": args.max_seq_length,
+        "threads": torch.get_num_threads(),
+        "sgpt_s_per_step": s_ours,
+        "st_s_per_step": s_st,
+        "speedup": s_st / s_ours,
+        "sgpt_steps": ours,
+        "st_steps": st,
+    }
     print(json.dumps(result, indent=2))
     print(f"sgpt {s_ours:.2f} s/step, sentence-transformers {s_st:.2f} s/step: {s_st / s_ours:.2f}x")
     out = Path(__file__).parent / "results"

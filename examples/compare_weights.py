@@ -1,6 +1,6 @@
 """Which tensors differ between two saved models? (Shows that BitFit changed only biases.)
 
-    python examples/compare_weights.py BEFORE_DIR AFTER_DIR
+python examples/compare_weights.py BEFORE_DIR AFTER_DIR
 """
 
 import sys

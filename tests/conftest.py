@@ -20,14 +20,54 @@ import torch
 
 EOS = "<|endoftext|>"
 
-_SUBJECTS = ["the cat", "a dog", "my old friend", "the quick brown fox", "a small robot", "the teacher",
-             "two children", "the weather", "this model", "a red car", "the river", "her sister"]
-_VERBS = ["runs", "jumps over", "looks at", "talks to", "writes about", "follows", "sees", "likes",
-          "walks past", "thinks of"]
-_OBJECTS = ["the lazy dog", "a green tree", "the tall building", "some bright stars", "the open sea",
-            "an empty street", "the morning news", "a long letter", "the quiet garden", "his new phone"]
-_TAILS = ["today.", "every morning!", "in the rain.", "before dinner?", "again and again.", "at 10:30 pm.",
-          "with great joy.", "-- quickly, quietly."]
+_SUBJECTS = [
+    "the cat",
+    "a dog",
+    "my old friend",
+    "the quick brown fox",
+    "a small robot",
+    "the teacher",
+    "two children",
+    "the weather",
+    "this model",
+    "a red car",
+    "the river",
+    "her sister",
+]
+_VERBS = [
+    "runs",
+    "jumps over",
+    "looks at",
+    "talks to",
+    "writes about",
+    "follows",
+    "sees",
+    "likes",
+    "walks past",
+    "thinks of",
+]
+_OBJECTS = [
+    "the lazy dog",
+    "a green tree",
+    "the tall building",
+    "some bright stars",
+    "the open sea",
+    "an empty street",
+    "the morning news",
+    "a long letter",
+    "the quiet garden",
+    "his new phone",
+]
+_TAILS = [
+    "today.",
+    "every morning!",
+    "in the rain.",
+    "before dinner?",
+    "again and again.",
+    "at 10:30 pm.",
+    "with great joy.",
+    "-- quickly, quietly.",
+]
 
 
 def training_sentences() -> list[str]:
@@ -43,8 +83,9 @@ def _build_gpt_tokenizer():
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=500, special_tokens=[EOS], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=500, special_tokens=[EOS], show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     bpe.train_from_iterator(training_sentences(), trainer=trainer)
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token=EOS)
     assert tok.pad_token is None and tok.bos_token is None
@@ -81,9 +122,16 @@ def tiny_gpt_dir(tmp_path_factory, gpt_tokenizer) -> Path:
 
     folder = tmp_path_factory.mktemp("tiny_gpt_neo")
     config = GPTNeoConfig(
-        vocab_size=len(gpt_tokenizer), hidden_size=64, num_layers=2, num_heads=4,
-        max_position_embeddings=256, attention_types=[[["global", "local"], 1]], window_size=256,
-        intermediate_size=128, eos_token_id=gpt_tokenizer.eos_token_id, bos_token_id=gpt_tokenizer.eos_token_id,
+        vocab_size=len(gpt_tokenizer),
+        hidden_size=64,
+        num_layers=2,
+        num_heads=4,
+        max_position_embeddings=256,
+        attention_types=[[["global", "local"], 1]],
+        window_size=256,
+        intermediate_size=128,
+        eos_token_id=gpt_tokenizer.eos_token_id,
+        bos_token_id=gpt_tokenizer.eos_token_id,
     )
     torch.manual_seed(0)
     model = GPTNeoModel(config).eval()

@@ -20,8 +20,10 @@ def test_eval_sts_writes_json_equal_to_the_library(minilm_path, tmp_path, capsys
     if not (DATA / "stsb").exists():
         pytest.skip("../shared/data is absent")
     out = tmp_path / "r.json"
-    assert main(["eval", "sts", str(minilm_path), "--data", str(DATA / "stsb"), "--split", "test",
-                 "--output", str(out)]) == 0
+    assert (
+        main(["eval", "sts", str(minilm_path), "--data", str(DATA / "stsb"), "--split", "test", "--output", str(out)])
+        == 0
+    )
     result = json.loads(out.read_text())
     assert result["n_pairs"] == 1379
     # all-MiniLM-L6-v2 on STS-B test, measured with sentence-transformers' evaluator: 0.8203
@@ -30,13 +32,43 @@ def test_eval_sts_writes_json_equal_to_the_library(minilm_path, tmp_path, capsys
 
 def test_train_nli_tiny_run_saves_a_loadable_model(tiny_gpt_dir, tmp_path):
     data = tmp_path / "triplets.jsonl"
-    rows = [{"anchor": f"the cat number {i} sleeps", "positive": f"a cat {i} is sleeping",
-             "negative": f"the dog {i} runs fast"} for i in range(12)]
+    rows = [
+        {
+            "anchor": f"the cat number {i} sleeps",
+            "positive": f"a cat {i} is sleeping",
+            "negative": f"the dog {i} runs fast",
+        }
+        for i in range(12)
+    ]
     data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     out = tmp_path / "model"
-    assert main(["train", "nli", "--model", str(tiny_gpt_dir), "--pooling", "lasttoken", "--train-data", str(data),
-                 "--output", str(out), "--max-steps", "2", "--batch-size", "4", "--lr", "1e-3",
-                 "--max-seq-length", "16", "--seed", "1"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "nli",
+                "--model",
+                str(tiny_gpt_dir),
+                "--pooling",
+                "lasttoken",
+                "--train-data",
+                str(data),
+                "--output",
+                str(out),
+                "--max-steps",
+                "2",
+                "--batch-size",
+                "4",
+                "--lr",
+                "1e-3",
+                "--max-seq-length",
+                "16",
+                "--seed",
+                "1",
+            ]
+        )
+        == 0
+    )
     model = sgpt.load(out)
     assert model.pooling == "lasttoken" and model.max_seq_length == 16
     assert (out / "train_log.csv").exists() and (out / "train_summary.json").exists()
@@ -49,8 +81,22 @@ def _error(capsys) -> str:
 def test_bad_training_row_names_file_line_and_field(tiny_gpt_dir, tmp_path, capsys):
     data = tmp_path / "bad.jsonl"
     data.write_text('{"anchor": "a", "positive": "b"}\n{"anchor": "c"}\n')
-    code = main(["train", "nli", "--model", str(tiny_gpt_dir), "--train-data", str(data), "--output",
-                 str(tmp_path / "o"), "--max-steps", "1", "--batch-size", "1"])
+    code = main(
+        [
+            "train",
+            "nli",
+            "--model",
+            str(tiny_gpt_dir),
+            "--train-data",
+            str(data),
+            "--output",
+            str(tmp_path / "o"),
+            "--max-steps",
+            "1",
+            "--batch-size",
+            "1",
+        ]
+    )
     assert code == 2
     err = _error(capsys)
     assert f"{data}:2" in err and "positive" in err
@@ -62,16 +108,38 @@ def test_bitfit_on_a_model_without_biases_is_refused(tmp_path, capsys):
     from transformers import LlamaConfig, LlamaModel, PreTrainedTokenizerFast
 
     folder = tmp_path / "llama"
-    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64)
+    cfg = LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=64,
+    )
     LlamaModel(cfg).save_pretrained(folder)
     tok = Tokenizer(models.WordLevel({"a": 0, "b": 1, "<unk>": 2, "</s>": 3}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", unk_token="<unk>").save_pretrained(folder)
     data = tmp_path / "t.jsonl"
     data.write_text('{"anchor": "a", "positive": "b"}\n' * 4)
-    code = main(["train", "nli", "--model", str(folder), "--train-data", str(data), "--output", str(tmp_path / "o"),
-                 "--max-steps", "1", "--batch-size", "2", "--freezenonbias"])
+    code = main(
+        [
+            "train",
+            "nli",
+            "--model",
+            str(folder),
+            "--train-data",
+            str(data),
+            "--output",
+            str(tmp_path / "o"),
+            "--max-steps",
+            "1",
+            "--batch-size",
+            "2",
+            "--freezenonbias",
+        ]
+    )
     assert code == 2
     err = _error(capsys)
     assert "llama backbone has none" in err and "Alternatives" in err
@@ -83,8 +151,17 @@ def test_missing_sts_data_is_a_clear_error(minilm_path, tmp_path, capsys):
 
 
 def test_eval_sts_refuses_an_unwritable_output_before_scoring(tmp_path, capsys):
-    code = main(["eval", "sts", str(tmp_path / "no-model"), "--data", str(tmp_path / "no-data"),
-                 "--output", str(tmp_path / "missing-folder" / "r.json")])
+    code = main(
+        [
+            "eval",
+            "sts",
+            str(tmp_path / "no-model"),
+            "--data",
+            str(tmp_path / "no-data"),
+            "--output",
+            str(tmp_path / "missing-folder" / "r.json"),
+        ]
+    )
     assert code == 2
     assert "--output" in _error(capsys)  # named before the missing data or model are even looked at
 
@@ -95,8 +172,25 @@ def test_eval_sts_per_subset_on_sts12(minilm_path, tmp_path):
     from sgpt.data import read_sts_subsets
 
     out = tmp_path / "r.json"
-    assert main(["eval", "sts", str(minilm_path), "--data", str(DATA / "sts12-16"), "--split", "sts12",
-                 "--per-subset", "--max-seq-length", "16", "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "sts",
+                str(minilm_path),
+                "--data",
+                str(DATA / "sts12-16"),
+                "--split",
+                "sts12",
+                "--per-subset",
+                "--max-seq-length",
+                "16",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     subsets = read_sts_subsets(DATA / "sts12-16", split="sts12")
     assert sorted(result["subsets"]) == sorted(s.name for s in subsets) and len(subsets) == 5
@@ -138,8 +232,13 @@ def test_convert_gguf_rejects_a_non_gguf_file(tmp_path, capsys):
 
 
 def test_help_for_every_command(capsys):
-    for argv in (["--help"], ["train", "nli", "--help"], ["eval", "sts", "--help"], ["encode", "--help"],
-                 ["convert-gguf", "--help"]):
+    for argv in (
+        ["--help"],
+        ["train", "nli", "--help"],
+        ["eval", "sts", "--help"],
+        ["encode", "--help"],
+        ["convert-gguf", "--help"],
+    ):
         with pytest.raises(SystemExit) as e:
             main(argv)
         assert e.value.code == 0
@@ -157,10 +256,14 @@ def test_precision_flags_take_both_spellings():
 
     parser = build_parser()
     for given, want in (("fp32", "float32"), ("bf16", "bfloat16"), ("bfloat16", "bfloat16")):
-        assert parser.parse_args(["encode", "m", "--text", "a", "--output", "e.npy", "--precision", given]).precision == want
+        assert (
+            parser.parse_args(["encode", "m", "--text", "a", "--output", "e.npy", "--precision", given]).precision
+            == want
+        )
     for given, want in (("float32", "fp32"), ("bfloat16", "bf16"), ("bf16", "bf16"), ("auto", "auto")):
-        args = parser.parse_args(["train", "nli", "--model", "m", "--train-data", "d", "--output", "o",
-                                  "--precision", given])
+        args = parser.parse_args(
+            ["train", "nli", "--model", "m", "--train-data", "d", "--output", "o", "--precision", given]
+        )
         assert args.precision == want
     with pytest.raises(SystemExit):
         parser.parse_args(["encode", "m", "--text", "a", "--output", "e.npy", "--precision", "fp8"])

@@ -21,14 +21,21 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
-DOCS = [("d1", "Cats", "Cats sleep most of the day."), ("d2", "Dogs", "Dogs bark at the postman."),
-        ("d3", "", "Rain floods the old town."), ("d4", "Python", "Python programs run in an interpreter."),
-        ("d5", "Kittens", "Young cats play with wool.")]
+DOCS = [
+    ("d1", "Cats", "Cats sleep most of the day."),
+    ("d2", "Dogs", "Dogs bark at the postman."),
+    ("d3", "", "Rain floods the old town."),
+    ("d4", "Python", "Python programs run in an interpreter."),
+    ("d5", "Kittens", "Young cats play with wool."),
+]
 QUERIES = [("q1", "why do cats sleep"), ("q2", "barking dog"), ("q3", "flooding rain"), ("q4", "python")]
 
 
-def toy_beir(root: Path, qrels: str = "query-id\tcorpus-id\tscore\nq1\td1\t2\nq1\td5\t1\nq2\td2\t1\nq3\td3\t1\n",
-             split: str = "test") -> Path:
+def toy_beir(
+    root: Path,
+    qrels: str = "query-id\tcorpus-id\tscore\nq1\td1\t2\nq1\td5\t1\nq2\td2\t1\nq3\td3\t1\n",
+    split: str = "test",
+) -> Path:
     (root / "qrels").mkdir(parents=True)
     corpus = "".join(json.dumps({"_id": i, "title": t, "text": x}) + "\n" for i, t, x in DOCS)
     (root / "corpus.jsonl.gz").write_bytes(gzip.compress(corpus.encode()))
@@ -46,8 +53,13 @@ def test_eval_beir_bm25_writes_the_library_metrics(tmp_path, capsys):
     data = load_beir(folder, "test")
     expected = evaluate_retrieval(BM25Retriever(data.corpus), data, k=1000)
     assert {k: result[k] for k in expected} == expected
-    assert (result["model"], result["data"], result["split"], result["n_queries"], result["n_docs"]) == \
-        ("bm25", str(folder), "test", 3, 5)
+    assert (result["model"], result["data"], result["split"], result["n_queries"], result["n_docs"]) == (
+        "bm25",
+        str(folder),
+        "test",
+        3,
+        5,
+    )
     assert result["ndcg@10"] > 0.9  # each toy query shares its key words with its documents
 
 
@@ -55,15 +67,36 @@ def test_eval_beir_model_equals_the_library_and_several_datasets_average(minilm_
     a = toy_beir(tmp_path / "a")
     b = toy_beir(tmp_path / "b", qrels="q4\td4\t1\nq2\td1\t1\n")  # no header; q2's "positive" is wrong
     out = tmp_path / "r.json"
-    assert main(["eval", "beir", str(minilm_path), "--data", str(a), "--data", str(b), "--k", "3",
-                 "--score", "dot", "--batch-size", "4", "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "beir",
+                str(minilm_path),
+                "--data",
+                str(a),
+                "--data",
+                str(b),
+                "--k",
+                "3",
+                "--score",
+                "dot",
+                "--batch-size",
+                "4",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     model = sgpt.load(minilm_path)
     for name, folder in (("a", a), ("b", b)):
         expected = evaluate_retrieval(model, load_beir(folder, "test"), k=3, score="dot")
         assert result["datasets"][name]["ndcg@10"] == pytest.approx(expected["ndcg@10"], abs=1e-6)
     assert result["average"]["ndcg@10"] == pytest.approx(
-        (result["datasets"]["a"]["ndcg@10"] + result["datasets"]["b"]["ndcg@10"]) / 2)
+        (result["datasets"]["a"]["ndcg@10"] + result["datasets"]["b"]["ndcg@10"]) / 2
+    )
     assert result["average"]["datasets"] == ["a", "b"] and "sub_average" not in result
     assert result["ndcg@10"] == result["average"]["ndcg@10"]  # the average's metrics at top level too
 
@@ -94,16 +127,50 @@ def test_mine_negatives_bm25_skips_positives(tmp_path, capsys):
         assert not set(r["pos"]) & set(r["neg"])
     assert "mined" in capsys.readouterr().out
     assert sorted(p.name for p in out.parent.iterdir()) == ["neg.jsonl"]  # no temporary file left behind
-    assert main(["mine-negatives", "--data", str(folder), "--split", "train", "--out", str(out), "--k", "5",
-                 "--num-negatives", "1"]) == 0
+    assert (
+        main(
+            [
+                "mine-negatives",
+                "--data",
+                str(folder),
+                "--split",
+                "train",
+                "--out",
+                str(out),
+                "--k",
+                "5",
+                "--num-negatives",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert all(len(json.loads(line)["neg"]) <= 1 for line in out.read_text().splitlines())
 
 
 def test_mine_negatives_with_a_model(minilm_path, tmp_path):
     folder = toy_beir(tmp_path / "toy", split="train")
     out = tmp_path / "neg.jsonl"
-    assert main(["mine-negatives", "--data", str(folder), "--split", "train", "--out", str(out), "--method", "model",
-                 "--model", str(minilm_path), "--k", "2"]) == 0
+    assert (
+        main(
+            [
+                "mine-negatives",
+                "--data",
+                str(folder),
+                "--split",
+                "train",
+                "--out",
+                str(out),
+                "--method",
+                "model",
+                "--model",
+                str(minilm_path),
+                "--k",
+                "2",
+            ]
+        )
+        == 0
+    )
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     # q1 has two positives among 5 docs: with k=2 and MiniLM both are the top hits, so no negative is left
     assert rows[0] == {"query_id": "q1", "pos": ["d1", "d5"], "neg": []}
@@ -117,7 +184,7 @@ def _error(capsys) -> str:
 def test_bad_inputs_give_one_clear_line(tmp_path, capsys):
     folder = toy_beir(tmp_path / "toy", qrels="q1\td1\t1\nq2\td2\thigh\n")
     assert main(["eval", "beir", "bm25", "--data", str(folder)]) == 2
-    assert _error(capsys) == f'sgpt: error: {folder}/qrels/test.tsv:2: field "score": not an integer: \'high\''
+    assert _error(capsys) == f"sgpt: error: {folder}/qrels/test.tsv:2: field \"score\": not an integer: 'high'"
     assert main(["eval", "beir", "bm25", "--data", str(folder), "--split", "dev"]) == 2
     assert "no dev.tsv or dev.tsv.gz for split 'dev' (splits present: test)" in _error(capsys)
     assert main(["mine-negatives", "--data", str(folder), "--out", str(tmp_path / "n.jsonl"), "--method", "model"]) == 2
@@ -126,10 +193,14 @@ def test_bad_inputs_give_one_clear_line(tmp_path, capsys):
     assert "--model is only used with --method model" in _error(capsys)
     unknown = toy_beir(tmp_path / "unknown", qrels="q1\td1\t1\nq2\tzz\t1\n")
     assert main(["eval", "beir", "bm25", "--data", str(unknown)]) == 2
-    assert _error(capsys) == (f'sgpt: error: {unknown / "qrels" / "test.tsv"}:2: field "corpus-id": 1 judgment '
-                              "names a doc id not in the corpus (e.g. 'zz')")
-    assert main(["eval", "beir", "bm25", "--data", str(unknown), "--skip-bad-rows", "--output",
-                 str(tmp_path / "r.json")]) == 0
+    assert _error(capsys) == (
+        f'sgpt: error: {unknown / "qrels" / "test.tsv"}:2: field "corpus-id": 1 judgment '
+        "names a doc id not in the corpus (e.g. 'zz')"
+    )
+    assert (
+        main(["eval", "beir", "bm25", "--data", str(unknown), "--skip-bad-rows", "--output", str(tmp_path / "r.json")])
+        == 0
+    )
     assert json.loads((tmp_path / "r.json").read_text())["n_queries"] == 1
 
 
@@ -143,8 +214,9 @@ def test_several_datasets_put_the_average_metrics_at_top_level(tmp_path, capsys,
     assert list(result)[:3] == ["model", "split", "ndcg@1"] and list(result["datasets"]) == ["a", "b"]
     metrics = [k for k in result["datasets"]["a"] if "@" in k]
     assert {k: result[k] for k in metrics} == {k: result["average"][k] for k in metrics}
-    assert result["ndcg@10"] == pytest.approx((result["datasets"]["a"]["ndcg@10"] +
-                                               result["datasets"]["b"]["ndcg@10"]) / 2)
+    assert result["ndcg@10"] == pytest.approx(
+        (result["datasets"]["a"]["ndcg@10"] + result["datasets"]["b"]["ndcg@10"]) / 2
+    )
     # bm25s stays quiet without -v: no progress bars, no DEBUG lines
     err = capsys.readouterr().err
     assert "BM25S" not in err and "Split strings" not in err
@@ -168,7 +240,7 @@ def test_everything_is_checked_before_any_encoding(tmp_path, capsys, monkeypatch
     good = toy_beir(tmp_path / "good")
     bad = toy_beir(tmp_path / "bad", qrels="q1\td1\t1\nq2\td2\thigh\n")
     assert main(["eval", "beir", "some/model", "--data", str(good), "--data", str(bad)]) == 2
-    assert _error(capsys) == f'sgpt: error: {bad}/qrels/test.tsv:2: field "score": not an integer: \'high\''
+    assert _error(capsys) == f"sgpt: error: {bad}/qrels/test.tsv:2: field \"score\": not an integer: 'high'"
     assert main(["eval", "beir", "some/model", "--data", str(good), "--data", str(tmp_path / "nowhere")]) == 2
     assert _error(capsys) == f"sgpt: error: no such BEIR folder: {tmp_path / 'nowhere'}"
 
@@ -206,8 +278,9 @@ def test_model_flags_without_a_model_are_refused(tmp_path, capsys):
     good = toy_beir(tmp_path / "good")
     assert main(["eval", "beir", "bm25", "--data", str(good), "--pooling", "cls", "--dtype", "bfloat16"]) == 2
     assert _error(capsys) == "sgpt: error: --pooling, --dtype: only used with a model (bm25 is the BM25 baseline)"
-    assert main(["mine-negatives", "--data", str(good), "--out", str(tmp_path / "n.jsonl"),
-                 "--max-seq-length", "64"]) == 2
+    assert (
+        main(["mine-negatives", "--data", str(good), "--out", str(tmp_path / "n.jsonl"), "--max-seq-length", "64"]) == 2
+    )
     assert _error(capsys) == "sgpt: error: --max-seq-length: only used with a model (--method model; got --method bm25)"
 
 
@@ -219,6 +292,7 @@ def test_ctrl_c_and_os_errors_are_one_line(tmp_path, capsys, monkeypatch):
     def raise_(error):
         def fake(*args, **kwargs):
             raise error
+
         return fake
 
     monkeypatch.setattr(evaluation, "evaluate_retrieval", raise_(KeyboardInterrupt()))
@@ -237,12 +311,42 @@ def test_format_flags_reach_the_model(minilm_path, tmp_path):
     from sgpt.cli import main
 
     out = tmp_path / "q.npy"
-    assert main(["encode", str(minilm_path), "--text", "what is a glacier", "--output", str(out),
-                 "--role", "query", "--special-tokens", "specb"]) == 0
+    assert (
+        main(
+            [
+                "encode",
+                str(minilm_path),
+                "--text",
+                "what is a glacier",
+                "--output",
+                str(out),
+                "--role",
+                "query",
+                "--special-tokens",
+                "specb",
+            ]
+        )
+        == 0
+    )
     want = sgpt.load(minilm_path, special_tokens="specb").encode_queries(["what is a glacier"])
     np.testing.assert_allclose(np.load(out), want, atol=1e-6)
-    assert main(["encode", str(minilm_path), "--text", "what is a glacier", "--output", str(out),
-                 "--role", "query", "--query-prompt", "query: "]) == 0
+    assert (
+        main(
+            [
+                "encode",
+                str(minilm_path),
+                "--text",
+                "what is a glacier",
+                "--output",
+                str(out),
+                "--role",
+                "query",
+                "--query-prompt",
+                "query: ",
+            ]
+        )
+        == 0
+    )
     want = sgpt.load(minilm_path, query_prompt="query: ").encode_queries(["what is a glacier"])
     np.testing.assert_allclose(np.load(out), want, atol=1e-6)
     plain = sgpt.load(minilm_path).encode(["what is a glacier"])

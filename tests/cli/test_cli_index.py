@@ -27,8 +27,24 @@ def index_dir(minilm_path, tmp_path_factory) -> Path:
     corpus = folder / "corpus.jsonl"
     corpus.write_text("".join(json.dumps(d) + "\n" for d in CORPUS))
     out = folder / "idx"
-    assert main(["index", "build", str(corpus), "--model", str(minilm_path), "--out", str(out),
-                 "--shard-size", "3", "--batch-size", "2"]) == 0
+    assert (
+        main(
+            [
+                "index",
+                "build",
+                str(corpus),
+                "--model",
+                str(minilm_path),
+                "--out",
+                str(out),
+                "--shard-size",
+                "3",
+                "--batch-size",
+                "2",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -53,8 +69,24 @@ def test_search_table_and_build_summary(index_dir, minilm_path, tmp_path, capsys
     corpus = tmp_path / "c.jsonl.gz"
     corpus.write_bytes(gzip.compress("".join(json.dumps(d) + "\n" for d in CORPUS[:2]).encode()))
     with caplog.at_level(logging.INFO):
-        assert main(["index", "build", str(corpus), "--model", str(minilm_path), "--out", str(tmp_path / "i"),
-                     "--index-type", "hnsw", "--hnsw-m", "4"]) == 0
+        assert (
+            main(
+                [
+                    "index",
+                    "build",
+                    str(corpus),
+                    "--model",
+                    str(minilm_path),
+                    "--out",
+                    str(tmp_path / "i"),
+                    "--index-type",
+                    "hnsw",
+                    "--hnsw-m",
+                    "4",
+                ]
+            )
+            == 0
+        )
     captured = capsys.readouterr()
     assert captured.out.strip() == f"indexed 2 documents (d=384, hnsw) in {tmp_path / 'i'}"
     said = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO] + captured.err.splitlines()
@@ -97,8 +129,23 @@ def ann_dirs(minilm_path, index_dir) -> dict[str, Path]:
     out = {}
     for kind, opts in (("ivf", ["--nlist", "2", "--nprobe", "1"]), ("hnsw", ["--hnsw-m", "4"])):
         out[kind] = index_dir.parent / kind
-        assert main(["index", "build", str(corpus), "--model", str(minilm_path), "--out", str(out[kind]),
-                     "--index-type", kind, *opts]) == 0
+        assert (
+            main(
+                [
+                    "index",
+                    "build",
+                    str(corpus),
+                    "--model",
+                    str(minilm_path),
+                    "--out",
+                    str(out[kind]),
+                    "--index-type",
+                    kind,
+                    *opts,
+                ]
+            )
+            == 0
+        )
     return out
 
 
@@ -112,8 +159,9 @@ def test_search_parameters_are_checked_with_one_line(index_dir, ann_dirs, capsys
         assert main(["search", str(hnsw), "red planet", "--ef-search", bad]) == 2
         assert _error(capsys) == f"sgpt: error: ef_search must be >= 1 (and >= k=10 to find k hits), got {bad}"
     assert main(["search", str(index_dir), "red planet", "--nprobe", "2"]) == 2
-    assert _error(capsys) == (f"sgpt: error: nprobe (lists visited) only applies to ivf indexes; {index_dir} "
-                              "is of type flat")
+    assert _error(capsys) == (
+        f"sgpt: error: nprobe (lists visited) only applies to ivf indexes; {index_dir} is of type flat"
+    )
     assert main(["search", str(ivf), "red planet", "--ef-search", "64"]) == 2
     assert "ef_search (candidates) only applies to hnsw indexes" in _error(capsys)
     assert main(["search", str(index_dir), ""]) == 2
@@ -131,8 +179,10 @@ def test_fewer_hits_than_k_are_reported(ann_dirs, capsys, caplog):
         assert main(["search", str(ivf), "red planet", "-k", "4", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert 1 <= len(rows) < 4  # one list of two visited
-    assert (f"{ivf}: the ivf index returned fewer than k=4 hits for 1 of 1 queries (fewest: {len(rows)}); "
-            "search more lists with a larger nprobe (--nprobe; now 1 of nlist=2)") in caplog.text
+    assert (
+        f"{ivf}: the ivf index returned fewer than k=4 hits for 1 of 1 queries (fewest: {len(rows)}); "
+        "search more lists with a larger nprobe (--nprobe; now 1 of nlist=2)"
+    ) in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="sgpt.search"):
         assert main(["search", str(ivf), "red planet", "-k", "4", "--json", "--nprobe", "2"]) == 0
@@ -150,8 +200,23 @@ def test_model_flags_without_model_apply_to_the_recorded_model(index_dir, capsys
     assert "query model does not match the index" in err and "pooling: 'mean' vs 'cls'" in err
     assert main(["search", str(index_dir), "red planet", "--max-seq-length", "16", "--json"]) == 2
     assert f"max_seq_length: {recorded['max_seq_length']} vs 16" in _error(capsys)
-    assert main(["search", str(index_dir), "why is the red planet red", "-k", "1", "--json",
-                 "--pooling", "mean", "--max-seq-length", str(recorded["max_seq_length"])]) == 0
+    assert (
+        main(
+            [
+                "search",
+                str(index_dir),
+                "why is the red planet red",
+                "-k",
+                "1",
+                "--json",
+                "--pooling",
+                "mean",
+                "--max-seq-length",
+                str(recorded["max_seq_length"]),
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)[0]["id"] == "mars"  # the recorded settings: accepted
 
 
@@ -169,8 +234,9 @@ def test_output_paths_are_checked_before_any_work(index_dir, minilm_path, tmp_pa
     assert main(["index", "build", str(corpus), "--model", "m", "--out", str(nowhere)]) == 2
     assert _error(capsys) == f"sgpt: error: --out {nowhere}: no such folder {tmp_path / 'missing'} (create it first)"
     assert main(["search", str(taken), "q"]) == 2
-    assert _error(capsys) == (f"sgpt: error: {taken}: is a file, not an index folder (give the folder written by "
-                              "`sgpt index build`)")
+    assert _error(capsys) == (
+        f"sgpt: error: {taken}: is a file, not an index folder (give the folder written by `sgpt index build`)"
+    )
 
 
 def test_ctrl_c_during_index_build_says_how_to_resume(minilm_path, tmp_path, capsys, monkeypatch):
@@ -183,12 +249,27 @@ def test_ctrl_c_during_index_build_says_how_to_resume(minilm_path, tmp_path, cap
         raise KeyboardInterrupt
 
     monkeypatch.setattr(index_module, "make_faiss_index", interrupted)  # after the shards are written
-    build = ["index", "build", str(corpus), "--model", str(minilm_path), "--out", str(tmp_path / "idx"),
-             "--shard-size", "2"]
+    build = [
+        "index",
+        "build",
+        str(corpus),
+        "--model",
+        str(minilm_path),
+        "--out",
+        str(tmp_path / "idx"),
+        "--shard-size",
+        "2",
+    ]
     assert main(build) == 130
-    assert _error(capsys).splitlines()[-1] == "sgpt: interrupted; rerun the same command to resume from the finished shards"
+    assert (
+        _error(capsys).splitlines()[-1]
+        == "sgpt: interrupted; rerun the same command to resume from the finished shards"
+    )
     assert sorted(p.name for p in (tmp_path / "idx.partial" / "shards").glob("*.npy")) == ["00000.npy", "00001.npy"]
     assert main([*build, "--no-resume"]) == 130
-    assert _error(capsys).splitlines()[-1] == "sgpt: interrupted; rerun without --no-resume to resume from the finished shards"
+    assert (
+        _error(capsys).splitlines()[-1]
+        == "sgpt: interrupted; rerun without --no-resume to resume from the finished shards"
+    )
     monkeypatch.undo()
     assert main(build) == 0 and not (tmp_path / "idx.partial").exists()

@@ -31,22 +31,44 @@ def jsonl(*rows: dict | str) -> str:
     return "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows)
 
 
-def beir_folder(root: Path, *, corpus: str | None = None, queries: str | None = None,
-                qrels: str | None = None, split: str = "test", gz: bool = False) -> Path:
+def beir_folder(
+    root: Path,
+    *,
+    corpus: str | None = None,
+    queries: str | None = None,
+    qrels: str | None = None,
+    split: str = "test",
+    gz: bool = False,
+) -> Path:
     """A small BEIR folder: 4 docs (d3 title-less, d4 empty text), 3 queries, qrels for q1 and q2."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "qrels").mkdir(exist_ok=True)
     ext = ".jsonl.gz" if gz else ".jsonl"
-    write(root / f"corpus{ext}", corpus if corpus is not None else jsonl(
-        {"_id": "d1", "title": "Cats", "text": "Cats sleep a lot."},
-        {"_id": "d2", "title": "Dogs", "text": " Dogs bark. ", "metadata": {}},
-        {"_id": "d3", "text": "Birds fly south."},
-        {"_id": "d4", "title": "Empty", "text": "  "}))
-    write(root / f"queries{ext}", queries if queries is not None else jsonl(
-        {"_id": "q1", "text": "why do cats sleep"}, {"_id": "q2", "text": "barking dogs"},
-        {"_id": "q3", "text": "unjudged query"}))
-    write(root / "qrels" / f"{split}.tsv",
-          qrels if qrels is not None else "query-id\tcorpus-id\tscore\nq1\td1\t2\nq1\td3\t0\nq2\td2\t1\n")
+    write(
+        root / f"corpus{ext}",
+        corpus
+        if corpus is not None
+        else jsonl(
+            {"_id": "d1", "title": "Cats", "text": "Cats sleep a lot."},
+            {"_id": "d2", "title": "Dogs", "text": " Dogs bark. ", "metadata": {}},
+            {"_id": "d3", "text": "Birds fly south."},
+            {"_id": "d4", "title": "Empty", "text": "  "},
+        ),
+    )
+    write(
+        root / f"queries{ext}",
+        queries
+        if queries is not None
+        else jsonl(
+            {"_id": "q1", "text": "why do cats sleep"},
+            {"_id": "q2", "text": "barking dogs"},
+            {"_id": "q3", "text": "unjudged query"},
+        ),
+    )
+    write(
+        root / "qrels" / f"{split}.tsv",
+        qrels if qrels is not None else "query-id\tcorpus-id\tscore\nq1\td1\t2\nq1\td3\t0\nq2\td2\t1\n",
+    )
     return root
 
 
@@ -57,9 +79,11 @@ def test_corpus_reads_titles_strips_text_and_drops_empty_docs(tmp_path, caplog):
     folder = beir_folder(tmp_path / "set", gz=True)
     with caplog.at_level(logging.WARNING, logger="sgpt.data"):
         corpus = read_corpus(folder / "corpus.jsonl.gz")
-    assert corpus == {"d1": {"title": "Cats", "text": "Cats sleep a lot."},
-                      "d2": {"title": "Dogs", "text": "Dogs bark."},
-                      "d3": {"title": "", "text": "Birds fly south."}}
+    assert corpus == {
+        "d1": {"title": "Cats", "text": "Cats sleep a lot."},
+        "d2": {"title": "Dogs", "text": "Dogs bark."},
+        "d3": {"title": "", "text": "Birds fly south."},
+    }
     assert "dropped 1 documents with empty text" in caplog.text
 
 
@@ -75,32 +99,39 @@ def test_integer_ids_become_strings_and_null_title_is_empty(tmp_path):
     assert read_corpus(path) == {"7": {"title": "", "text": "seven"}}
 
 
-@pytest.mark.parametrize("row, field, message", [
-    ({"title": "t", "text": "x"}, "_id", "missing field"),
-    ({"_id": "d9", "title": "t"}, "text", "missing field"),
-    ({"_id": " ", "text": "x"}, "_id", "empty text"),
-    ({"_id": 1.5, "text": "x"}, "_id", "expected a string or integer id, got float"),
-    ({"_id": "d9", "text": 3}, "text", "expected a string, got int"),
-    ({"_id": "d9", "title": ["t"], "text": "x"}, "title", "expected a string, got list"),
-])
+@pytest.mark.parametrize(
+    "row, field, message",
+    [
+        ({"title": "t", "text": "x"}, "_id", "missing field"),
+        ({"_id": "d9", "title": "t"}, "text", "missing field"),
+        ({"_id": " ", "text": "x"}, "_id", "empty text"),
+        ({"_id": 1.5, "text": "x"}, "_id", "expected a string or integer id, got float"),
+        ({"_id": "d9", "text": 3}, "text", "expected a string, got int"),
+        ({"_id": "d9", "title": ["t"], "text": "x"}, "title", "expected a string, got list"),
+    ],
+)
 def test_bad_corpus_row_names_file_line_and_field(tmp_path, row, field, message):
     path = write(tmp_path / "corpus.jsonl", jsonl({"_id": "d1", "text": "ok"}, row))
     with pytest.raises(DataFormatError) as info:
         read_corpus(path)
     assert (info.value.path, info.value.line, info.value.field) == (str(path), 2, field)
-    assert message in str(info.value) and str(info.value).startswith(f"{path}:2: field \"{field}\":")
+    assert message in str(info.value) and str(info.value).startswith(f'{path}:2: field "{field}":')
 
 
 def test_duplicate_doc_id_names_both_lines(tmp_path):
-    path = write(tmp_path / "corpus.jsonl", jsonl({"_id": "a", "text": "x"}, {"_id": "b", "text": "y"},
-                                                 {"_id": "a", "text": "z"}))
+    path = write(
+        tmp_path / "corpus.jsonl",
+        jsonl({"_id": "a", "text": "x"}, {"_id": "b", "text": "y"}, {"_id": "a", "text": "z"}),
+    )
     with pytest.raises(DataFormatError, match=r"corpus.jsonl:3: field \"_id\": duplicate id 'a' \(first on line 1\)"):
         read_corpus(path)
 
 
 def test_invalid_json_and_skip_bad_rows_counts(tmp_path, caplog):
-    path = write(tmp_path / "corpus.jsonl", jsonl({"_id": "a", "text": "x"}, "{not json", {"_id": "a", "text": "y"},
-                                                 {"_id": "b", "text": "z"}))
+    path = write(
+        tmp_path / "corpus.jsonl",
+        jsonl({"_id": "a", "text": "x"}, "{not json", {"_id": "a", "text": "y"}, {"_id": "b", "text": "z"}),
+    )
     with pytest.raises(DataFormatError, match="corpus.jsonl:2: invalid JSON"):
         read_corpus(path)
     with caplog.at_level(logging.WARNING, logger="sgpt.data"):
@@ -131,13 +162,16 @@ def test_qrels_with_and_without_header_and_trec_four_columns(tmp_path):
         assert read_qrels(path) == expected
 
 
-@pytest.mark.parametrize("content, line, field, message", [
-    ("q1\td1\t1\nq1\td2\tyes\n", 2, "score", "not an integer: 'yes'"),
-    ("q1\td1\t1\nq1\td2\t1.5\n", 2, "score", "not an integer: '1.5'"),
-    ("q1\td1\t1\nq1\td2\n", 2, None, "expected 3 columns, got 2"),
-    ("q1\td1\t1\nq1\t0\td2\t1\n", 2, None, "expected 3 columns, got 4"),
-    ("q1\td1\t1\nq2\td1\t1\nq1\td1\t0\n", 3, "corpus-id", "judges doc 'd1' again (first on line 1)"),
-])
+@pytest.mark.parametrize(
+    "content, line, field, message",
+    [
+        ("q1\td1\t1\nq1\td2\tyes\n", 2, "score", "not an integer: 'yes'"),
+        ("q1\td1\t1\nq1\td2\t1.5\n", 2, "score", "not an integer: '1.5'"),
+        ("q1\td1\t1\nq1\td2\n", 2, None, "expected 3 columns, got 2"),
+        ("q1\td1\t1\nq1\t0\td2\t1\n", 2, None, "expected 3 columns, got 4"),
+        ("q1\td1\t1\nq2\td1\t1\nq1\td1\t0\n", 3, "corpus-id", "judges doc 'd1' again (first on line 1)"),
+    ],
+)
 def test_bad_qrels_row_names_file_line_and_field(tmp_path, content, line, field, message):
     path = write(tmp_path / "test.tsv", content)
     with pytest.raises(DataFormatError) as info:
@@ -176,24 +210,30 @@ def test_unknown_ids_in_qrels_raise_or_are_removed_with_a_count(tmp_path, caplog
     with pytest.raises(DataFormatError) as info:
         load_beir(folder, "test")
     # the line of the first offending judgment (q1 nope, line 2), then every count
-    assert str(info.value) == (f'{folder / "qrels" / "test.tsv"}:2: field "corpus-id": 1 judgment names a query id '
-                               "not in the queries file (e.g. 'q9'); 2 judgments name doc ids not in the corpus "
-                               "(e.g. 'nope', 'gone')")
+    assert str(info.value) == (
+        f'{folder / "qrels" / "test.tsv"}:2: field "corpus-id": 1 judgment names a query id '
+        "not in the queries file (e.g. 'q9'); 2 judgments name doc ids not in the corpus "
+        "(e.g. 'nope', 'gone')"
+    )
     assert (info.value.line, info.value.field) == (2, "corpus-id")
     with caplog.at_level(logging.WARNING, logger="sgpt.data"):
         data = load_beir(folder, "test", skip_bad_rows=True)
     assert data.qrels == {"q1": {"d1": 1}}  # q2 lost its only judgment, q9 is unknown
     assert list(data.queries) == ["q1"]
-    assert ("removed 1 judgment naming a query id not in the queries file (e.g. 'q9'); 2 judgments naming doc ids "
-            "not in the corpus (e.g. 'nope', 'gone')") in caplog.text
+    assert (
+        "removed 1 judgment naming a query id not in the queries file (e.g. 'q9'); 2 judgments naming doc ids "
+        "not in the corpus (e.g. 'nope', 'gone')"
+    ) in caplog.text
 
 
 def test_unknown_query_id_first_names_its_line_and_field(tmp_path, caplog):
     folder = beir_folder(tmp_path / "toy", qrels="query-id\tcorpus-id\tscore\nq1\td1\t1\nq7\td2\t1\nq7\td1\t0\n")
     with pytest.raises(DataFormatError) as info:
         load_beir(folder, "test")
-    assert str(info.value) == (f'{folder / "qrels" / "test.tsv"}:3: field "query-id": 2 judgments name query ids '
-                               "not in the queries file (e.g. 'q7')")
+    assert str(info.value) == (
+        f'{folder / "qrels" / "test.tsv"}:3: field "query-id": 2 judgments name query ids '
+        "not in the queries file (e.g. 'q7')"
+    )
     one = beir_folder(tmp_path / "one", qrels="q1\td1\t1\nq1\tzz\t1\n")
     with caplog.at_level(logging.WARNING, logger="sgpt.data"):
         load_beir(one, "test", skip_bad_rows=True)
@@ -225,7 +265,7 @@ def test_invalid_json_message_names_the_column_once(tmp_path):
     with pytest.raises(DataFormatError) as info:
         read_corpus(path)
     assert str(info.value) == f"{path}:2: invalid JSON (Unterminated string starting at column 22)"
-    path = write(tmp_path / "q.jsonl", "{\"_id\": }\n")
+    path = write(tmp_path / "q.jsonl", '{"_id": }\n')
     with pytest.raises(DataFormatError) as info:
         read_queries(path)
     assert str(info.value) == f"{path}:1: invalid JSON (Expecting value at column 9)"
@@ -236,8 +276,10 @@ def test_invalid_json_message_names_the_column_once(tmp_path):
 
 def test_msmarco_collection_and_queries(tmp_path):
     coll = write(tmp_path / "collection.tsv", "0\tThe first passage.\n1\t  second  \n")
-    assert read_collection(coll) == {"0": {"title": "", "text": "The first passage."},
-                                     "1": {"title": "", "text": "second"}}
+    assert read_collection(coll) == {
+        "0": {"title": "", "text": "The first passage."},
+        "1": {"title": "", "text": "second"},
+    }
     queries = write(tmp_path / "queries.train.tsv", "121352\tdefine extreme\n634306\twhat is a chaff\n")
     assert read_tsv_queries(queries) == {"121352": "define extreme", "634306": "what is a chaff"}
     bad = write(tmp_path / "queries.dev.tsv", "1\tok\n2\ttoo\tmany\n")
@@ -261,8 +303,11 @@ HARD_NEGATIVES = [
     {"qid": 3, "pos": [30], "neg": {"bm25": [31], "other": [32]}},
     {"qid": "4", "pos": [40], "neg": {"ce": [41]}},
 ]
-CE_SCORES = {1: {10: 5.0, 11: 4.0, 20: 0.5, 21: 1.0, 22: 1.1, 23: -2.0, 24: 0.0, 25: 0.9},
-             3: {30: 2.0, 31: 1.5, 32: -5.0}, 4: {40: 3.0, 41: -1.0}}
+CE_SCORES = {
+    1: {10: 5.0, 11: 4.0, 20: 0.5, 21: 1.0, 22: 1.1, 23: -2.0, 24: 0.0, 25: 0.9},
+    3: {30: 2.0, 31: 1.5, 32: -5.0},
+    4: {40: 3.0, 41: -1.0},
+}
 
 
 def test_hard_negative_margin_filter_on_a_hand_made_file(tmp_path):
@@ -294,19 +339,26 @@ def test_hard_negative_without_ce_score_names_line_and_field(tmp_path):
 
 
 def test_generic_training_jsonl(tmp_path):
-    path = write(tmp_path / "train.jsonl", jsonl({"query": " q ", "pos": ["p1", "p2"], "neg": ["n1"]},
-                                                {"query": "q2", "pos": "single"}))
-    assert read_retrieval_examples(path) == [RetrievalExample("q", ["p1", "p2"], ["n1"]),
-                                             RetrievalExample("q2", ["single"], [])]
+    path = write(
+        tmp_path / "train.jsonl",
+        jsonl({"query": " q ", "pos": ["p1", "p2"], "neg": ["n1"]}, {"query": "q2", "pos": "single"}),
+    )
+    assert read_retrieval_examples(path) == [
+        RetrievalExample("q", ["p1", "p2"], ["n1"]),
+        RetrievalExample("q2", ["single"], []),
+    ]
 
 
-@pytest.mark.parametrize("row, field, message", [
-    ({"pos": ["p"]}, "query", "missing field"),
-    ({"query": "q"}, "pos", "missing field"),
-    ({"query": "q", "pos": []}, "pos", "no positives"),
-    ({"query": "q", "pos": ["p", " "]}, "pos[1]", "empty text"),
-    ({"query": "q", "pos": ["p"], "neg": {"a": 1}}, "neg", "expected a list of strings, got dict"),
-])
+@pytest.mark.parametrize(
+    "row, field, message",
+    [
+        ({"pos": ["p"]}, "query", "missing field"),
+        ({"query": "q"}, "pos", "missing field"),
+        ({"query": "q", "pos": []}, "pos", "no positives"),
+        ({"query": "q", "pos": ["p", " "]}, "pos[1]", "empty text"),
+        ({"query": "q", "pos": ["p"], "neg": {"a": 1}}, "neg", "expected a list of strings, got dict"),
+    ],
+)
 def test_bad_training_row_names_file_line_and_field(tmp_path, row, field, message):
     path = write(tmp_path / "train.jsonl", jsonl({"query": "ok", "pos": ["ok"]}, row))
     with pytest.raises(DataFormatError) as info:

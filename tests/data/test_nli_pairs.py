@@ -24,8 +24,6 @@ SICK = (
 )
 
 
-
-
 def senteval(folder: Path, split: str, s1: list[str], s2: list[str], labels: list[str], gz: bool = False) -> None:
     folder.mkdir(exist_ok=True)
     ext = ".gz" if gz else ""
@@ -37,17 +35,25 @@ def senteval(folder: Path, split: str, s1: list[str], s2: list[str], labels: lis
 
 
 def test_snli_jsonl_labels_and_no_gold(tmp_path, caplog):
-    path = write(tmp_path / "snli_1.0_dev.jsonl.gz", "\n".join([
-        '{"sentence1": " A. ", "sentence2": "B.", "gold_label": "entailment", "pairID": "1"}',
-        '{"sentence1": "C.", "sentence2": "", "gold_label": "-"}',
-        '{"premise": "D.", "hypothesis": "E.", "label": 2}',
-        '{"premise": "F.", "hypothesis": "G.", "label": -1}',
-        '{"sentence1": "H.", "sentence2": "I.", "gold_label": "NEUTRAL"}',
-    ]))
+    path = write(
+        tmp_path / "snli_1.0_dev.jsonl.gz",
+        "\n".join(
+            [
+                '{"sentence1": " A. ", "sentence2": "B.", "gold_label": "entailment", "pairID": "1"}',
+                '{"sentence1": "C.", "sentence2": "", "gold_label": "-"}',
+                '{"premise": "D.", "hypothesis": "E.", "label": 2}',
+                '{"premise": "F.", "hypothesis": "G.", "label": -1}',
+                '{"sentence1": "H.", "sentence2": "I.", "gold_label": "NEUTRAL"}',
+            ]
+        ),
+    )
     with caplog.at_level(logging.INFO, logger="sgpt.data"):
         pairs = read_nli_pairs(path)
-    assert pairs == [NLIPair("A.", "B.", "entailment"), NLIPair("D.", "E.", "contradiction"),
-                     NLIPair("H.", "I.", "neutral")]
+    assert pairs == [
+        NLIPair("A.", "B.", "entailment"),
+        NLIPair("D.", "E.", "contradiction"),
+        NLIPair("H.", "I.", "neutral"),
+    ]
     assert "skipped 2 pairs without gold label" in caplog.text
     assert "bad rows" not in caplog.text
 
@@ -56,8 +62,9 @@ def test_unknown_label_message(tmp_path):
     path = write(tmp_path / "x.jsonl", '{"sentence1": "a", "sentence2": "b", "gold_label": "entailed"}\n')
     with pytest.raises(DataFormatError) as info:
         read_nli_pairs(path)
-    assert str(info.value) == (f"{path}:1: field \"gold_label\": unknown label 'entailed' "
-                               "(expected one of entailment, neutral, contradiction)")
+    assert str(info.value) == (
+        f"{path}:1: field \"gold_label\": unknown label 'entailed' (expected one of entailment, neutral, contradiction)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -90,8 +97,10 @@ def test_jsonl_folder_picks_split(tmp_path):
 
 def test_allnli_split_filter(tmp_path):
     path = write(tmp_path / "AllNLI.tsv.gz", ALLNLI)
-    assert read_nli_pairs(path) == [NLIPair("A man sleeps.", "A person rests.", "entailment"),
-                                    NLIPair("Two kids.", "Children.", "neutral")]
+    assert read_nli_pairs(path) == [
+        NLIPair("A man sleeps.", "A person rests.", "entailment"),
+        NLIPair("Two kids.", "Children.", "neutral"),
+    ]
     assert read_nli_pairs(tmp_path, split="dev") == [NLIPair("A dog barks.", "A cat meows.", "contradiction")]
     with pytest.raises(DataFormatError, match=r"no rows with split 'test' \(found: dev, train\)"):
         read_nli_pairs(path, split="test")
@@ -107,8 +116,10 @@ def test_allnli_field_count_and_header(tmp_path):
 
 def test_sick_file_and_folder(tmp_path):
     path = write(tmp_path / "SICK_test_annotated.txt", SICK)
-    expected = [NLIPair("A boy plays.", "A kid plays.", "entailment"),
-                NLIPair("A boy plays.", "No boy plays.", "contradiction")]
+    expected = [
+        NLIPair("A boy plays.", "A kid plays.", "entailment"),
+        NLIPair("A boy plays.", "No boy plays.", "contradiction"),
+    ]
     assert read_nli_pairs(path) == expected
     assert read_nli_pairs(tmp_path, split="test") == expected
     with pytest.raises(DataFormatError, match=r"no SICK file for split 'train' \(found: test_annotated\)"):
@@ -170,8 +181,10 @@ def test_senteval_skip_bad_rows(tmp_path, caplog):
 
 def test_real_snli_senteval_counts():
     folder = need_data("snli-senteval")
-    expected = {"dev": {"contradiction": 3278, "entailment": 3329, "neutral": 3235},
-                "test": {"contradiction": 3237, "entailment": 3368, "neutral": 3219}}
+    expected = {
+        "dev": {"contradiction": 3278, "entailment": 3329, "neutral": 3235},
+        "test": {"contradiction": 3237, "entailment": 3368, "neutral": 3219},
+    }
     for split, counts in expected.items():
         pairs = read_nli_pairs(folder, split=split)
         assert collections.Counter(p.label for p in pairs) == counts

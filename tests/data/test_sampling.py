@@ -78,8 +78,7 @@ def test_bad_batch_size():
 def test_works_as_dataloader_batch_sampler():
     torch = pytest.importorskip("torch")
     examples = [(f"a{i}", f"p{i}") for i in range(9)]
-    loader = torch.utils.data.DataLoader(examples, batch_sampler=NoDuplicatesBatchSampler(examples, 3),
-                                         collate_fn=list)
+    loader = torch.utils.data.DataLoader(examples, batch_sampler=NoDuplicatesBatchSampler(examples, 3), collate_fn=list)
     assert len(loader) == 3
     assert sorted(ex for batch in loader for ex in batch) == sorted(examples)
 

@@ -11,10 +11,8 @@ from sgpt.data import DataFormatError, STSData, read_sts, read_sts_subsets
 
 STSB = (
     'main-captions\tMSRvid\t2012test\t0024\t2.500\tA girl is "styling" her hair.\tA girl is brushing her hair.\n'
-    "main-forums\tdeft\t2014\t0001\t5.000\t It's \"fine.\t  Fine\" it is.\tlicense-a\tlicense-b\n"
+    'main-forums\tdeft\t2014\t0001\t5.000\t It\'s "fine.\t  Fine" it is.\tlicense-a\tlicense-b\n'
 )
-
-
 
 
 # ------------------------------------------------------------------------------------------- STS-B
@@ -22,8 +20,12 @@ STSB = (
 
 def test_stsb_file_quotes_and_extra_fields(tmp_path):
     data = read_sts(write(tmp_path / "sts-test.csv.gz", STSB))
-    assert data == STSData(['A girl is "styling" her hair.', 'It\'s "fine.'],
-                           ["A girl is brushing her hair.", 'Fine" it is.'], [0.5, 1.0], "sts-test")
+    assert data == STSData(
+        ['A girl is "styling" her hair.', "It's \"fine."],
+        ["A girl is brushing her hair.", 'Fine" it is.'],
+        [0.5, 1.0],
+        "sts-test",
+    )
     assert len(data) == 2
 
 
@@ -99,8 +101,11 @@ def test_year_folder_errors(tmp_path):
 
 
 def test_sick_relatedness(tmp_path):
-    write(tmp_path / "SICK_test_annotated.txt", "pair_ID\tsentence_A\tsentence_B\trelatedness_score\t"
-          "entailment_judgment\r\n1\tA\tB\t4.5\tNEUTRAL\r\n2\tC\tD\t1\tNEUTRAL\r\n")
+    write(
+        tmp_path / "SICK_test_annotated.txt",
+        "pair_ID\tsentence_A\tsentence_B\trelatedness_score\t"
+        "entailment_judgment\r\n1\tA\tB\t4.5\tNEUTRAL\r\n2\tC\tD\t1\tNEUTRAL\r\n",
+    )
     assert read_sts(tmp_path) == STSData(["A", "C"], ["B", "D"], [0.9, 0.2], "sick-test")
     write(tmp_path / "SICK_train.txt", "pair_ID\tsentence_A\tsentence_B\trelatedness_score\n1\tA\tB\t0.5\n")
     with pytest.raises(DataFormatError, match=r"outside \[1, 5\]") as info:
@@ -132,11 +137,15 @@ def test_real_stsb(split, count):
     [
         ("STS12", {"MSRpar": 750, "MSRvid": 750, "SMTeuroparl": 459, "surprise.OnWN": 750, "surprise.SMTnews": 399}),
         ("STS13", {"FNWN": 189, "OnWN": 561, "headlines": 750}),
-        ("STS14", {"OnWN": 750, "deft-forum": 450, "deft-news": 300, "headlines": 750, "images": 750,
-                   "tweet-news": 750}),
+        (
+            "STS14",
+            {"OnWN": 750, "deft-forum": 450, "deft-news": 300, "headlines": 750, "images": 750, "tweet-news": 750},
+        ),
         ("STS15", {"answers-forums": 375, "answers-students": 750, "belief": 375, "headlines": 750, "images": 750}),
-        ("STS16", {"answer-answer": 254, "headlines": 249, "plagiarism": 230, "postediting": 244,
-                   "question-question": 209}),
+        (
+            "STS16",
+            {"answer-answer": 254, "headlines": 249, "plagiarism": 230, "postediting": 244, "question-question": 209},
+        ),
     ],
 )
 def test_real_sts12_16(year, counts):

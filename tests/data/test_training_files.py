@@ -85,8 +85,10 @@ def test_non_utf8_reports_line_and_column(tmp_path):
 
 
 def test_jsonl_triplets_both_key_sets(tmp_path):
-    path = write(tmp_path / "t.jsonl", '{"anchor": " a ", "positive": "p", "negative": "n", "id": 1}\n\n'
-                                       '{"query": "q", "pos": "qp", "neg": "qn"}\n')
+    path = write(
+        tmp_path / "t.jsonl",
+        '{"anchor": " a ", "positive": "p", "negative": "n", "id": 1}\n\n{"query": "q", "pos": "qp", "neg": "qn"}\n',
+    )
     assert read_triplets(path) == [("a", "p", "n"), ("q", "qp", "qn")]
 
 
@@ -113,8 +115,9 @@ def test_jsonl_triplet_errors(tmp_path, line, field, message):
 
 
 def test_arity_must_not_change(tmp_path):
-    path = write(tmp_path / "t.jsonl", '{"anchor": "a", "positive": "p", "negative": "n"}\n'
-                                       '{"anchor": "b", "positive": "q"}\n')
+    path = write(
+        tmp_path / "t.jsonl", '{"anchor": "a", "positive": "p", "negative": "n"}\n{"anchor": "b", "positive": "q"}\n'
+    )
     with pytest.raises(DataFormatError, match="row has 2 texts but earlier rows have 3") as info:
         read_triplets(path)
     assert info.value.line == 2
@@ -173,8 +176,11 @@ class _FakeDataset(list):
 
 
 def test_hub_nli_with_fake_datasets(monkeypatch):
-    rows = [{"premise": "p1", "hypothesis": "h1", "label": 0}, {"premise": "p2", "hypothesis": "h2", "label": -1},
-            {"premise": "p3", "hypothesis": "h3", "label": 2}]
+    rows = [
+        {"premise": "p1", "hypothesis": "h1", "label": 0},
+        {"premise": "p2", "hypothesis": "h2", "label": -1},
+        {"premise": "p3", "hypothesis": "h3", "label": 2},
+    ]
     names = types.SimpleNamespace(names=["entailment", "neutral", "contradiction"])
     calls = []
 

@@ -37,8 +37,18 @@ def test_ndcg_map_recall_precision_mrr_by_hand_with_ties_and_graded_relevance():
     assert m["precision@1"] == 0.0 and m["recall@1"] == 0.0
     assert m["mrr@10"] == pytest.approx((1 / 2 + 0) / 2)  # first relevant of q1 at rank 2
     assert m["n_queries"] == 2
-    assert list(m) == ["ndcg@1", "ndcg@3", "map@1", "map@3", "recall@1", "recall@3", "precision@1",
-                       "precision@3", "mrr@10", "n_queries"]
+    assert list(m) == [
+        "ndcg@1",
+        "ndcg@3",
+        "map@1",
+        "map@3",
+        "recall@1",
+        "recall@3",
+        "precision@1",
+        "precision@3",
+        "mrr@10",
+        "n_queries",
+    ]
 
 
 def test_a_judged_query_without_results_counts_zero_not_missing(caplog):
@@ -116,8 +126,21 @@ def test_any_retriever_is_scored_through_the_same_code():
 
 
 def test_average_over_datasets_plain_sub_and_subsub():
-    names = ["trec-covid", "nfcorpus", "hotpotqa", "fiqa", "arguana", "webis-touche2020", "quora",
-             "dbpedia-entity", "fever", "climate-fever", "scifact", "scidocs", "msmarco"]
+    names = [
+        "trec-covid",
+        "nfcorpus",
+        "hotpotqa",
+        "fiqa",
+        "arguana",
+        "webis-touche2020",
+        "quora",
+        "dbpedia-entity",
+        "fever",
+        "climate-fever",
+        "scifact",
+        "scidocs",
+        "msmarco",
+    ]
     results = {n: {"ndcg@10": i / 10, "n_queries": 5} for i, n in enumerate(names)}
     avg = average_over_datasets(results)
     assert avg["average"]["ndcg@10"] == pytest.approx(sum(range(12)) / 10 / 12)  # msmarco (12) left out
@@ -156,8 +179,15 @@ def test_ndcg_equals_sentence_transformers_information_retrieval_evaluator(minil
     data = RetrievalData(corpus, queries, qrels, "toy")
     ours = evaluate_retrieval(sgpt.load(minilm_path), data, batch_size=32, k=100)
     evaluator = InformationRetrievalEvaluator(
-        queries, {d: c["text"] for d, c in corpus.items()}, {q: set(r) for q, r in qrels.items()},
-        ndcg_at_k=[10], mrr_at_k=[10], precision_recall_at_k=[1, 10], map_at_k=[100], write_csv=False)
+        queries,
+        {d: c["text"] for d, c in corpus.items()},
+        {q: set(r) for q, r in qrels.items()},
+        ndcg_at_k=[10],
+        mrr_at_k=[10],
+        precision_recall_at_k=[1, 10],
+        map_at_k=[100],
+        write_csv=False,
+    )
     theirs = evaluator(minilm_st)
     assert 0.2 < ours["ndcg@10"] < 0.99  # not a degenerate case
     assert ours["ndcg@10"] == pytest.approx(theirs["cosine_ndcg@10"], abs=1e-4)

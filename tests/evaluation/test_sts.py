@@ -96,12 +96,14 @@ def test_evaluate_sts_subsets_scores_each_subset_then_means():
     from sgpt.data import STSData
 
     a = STSData(["a cat", "the dog", "eel"], ["a cat sat", "bananas", "a bee"], [0.2, 0.9, 0.5], "STS12.a")
-    b = STSData(["the dog", "apple", "read", "tree"], ["dogs", "a pear", "green", "a cat"], [0.1, 0.7, 0.3, 0.8],
-                "STS12.b")
+    b = STSData(
+        ["the dog", "apple", "read", "tree"], ["dogs", "a pear", "green", "a cat"], [0.1, 0.7, 0.3, 0.8], "STS12.b"
+    )
     enc = FakeEncoder()
     r = evaluate_sts_subsets(enc, [a, b], batch_size=5)
-    assert len(enc.calls) == 1 and len(enc.calls[0]["texts"]) == len(set(a.sentences1 + a.sentences2
-                                                                          + b.sentences1 + b.sentences2))
+    assert len(enc.calls) == 1 and len(enc.calls[0]["texts"]) == len(
+        set(a.sentences1 + a.sentences2 + b.sentences1 + b.sentences2)
+    )
     want = {s.name: evaluate_sts(FakeEncoder(), s.sentences1, s.sentences2, s.scores) for s in (a, b)}
     assert r["subsets"].keys() == want.keys()
     for name, scores in want.items():
@@ -201,7 +203,12 @@ def test_evaluate_sts_matches_sentence_transformers(st_model, monkeypatch):
     # All four functions, as ST 2.1 did for SGPT; with a name every key gets "{name}_" in front, and
     # ST also reports pearson_max (not part of our dict; compared to the max of our four Pearsons).
     evaluator = EmbeddingSimilarityEvaluator(
-        s1, s2, gold, batch_size=32, name="sts-test", write_csv=False,
+        s1,
+        s2,
+        gold,
+        batch_size=32,
+        name="sts-test",
+        write_csv=False,
         similarity_fn_names=["cosine", "euclidean", "manhattan", "dot"],
     )
     st_all = evaluator(st_model)

@@ -110,8 +110,16 @@ def test_document_backbone_is_checked(tiny_gpt_dir):
         BiEncoder(backbone, tokenizer, document_backbone=backbone)
     from transformers import GPTNeoConfig, GPTNeoModel
 
-    small = GPTNeoModel(GPTNeoConfig(vocab_size=len(tokenizer), hidden_size=32, num_layers=1, num_heads=4,
-                                     attention_types=[[["global"], 1]], max_position_embeddings=64))
+    small = GPTNeoModel(
+        GPTNeoConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            num_layers=1,
+            num_heads=4,
+            attention_types=[[["global"], 1]],
+            max_position_embeddings=64,
+        )
+    )
     with pytest.raises(ValueError, match="hidden size 64 .* 32"):
         BiEncoder(backbone, tokenizer, document_backbone=small)
     with pytest.raises(ValueError, match="default_role"):
@@ -139,7 +147,10 @@ def test_plain_encode_uses_the_default_tower(tiny_gpt_dir, tmp_path):
     model.encode_queries(QUERIES)  # the roles still work
     model.save(tmp_path / "m")
     assert read(tmp_path / "m" / "router_config.json")["parameters"] == {
-        "default_route": None, "allow_empty_key": False, "route_mappings": {}}
+        "default_route": None,
+        "allow_empty_key": False,
+        "route_mappings": {},
+    }
     back = sgpt.load(tmp_path / "m")
     assert back.default_role is None
     with pytest.raises(ValueError, match="no default"):
@@ -160,13 +171,17 @@ def test_save_layout_round_trip_and_sentence_transformers(tiny_gpt_dir, tmp_path
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": st_prefix + "Pooling"},
     ]
     assert read(out / "router_config.json") == {
-        "types": {"query_0_Transformer": st_prefix + "Transformer", "document_0_Transformer": st_prefix + "Transformer"},
+        "types": {
+            "query_0_Transformer": st_prefix + "Transformer",
+            "document_0_Transformer": st_prefix + "Transformer",
+        },
         "structure": {"query": ["query_0_Transformer"], "document": ["document_0_Transformer"]},
         "parameters": {"default_route": "document", "allow_empty_key": True, "route_mappings": {}},
     }
     for tower in ("query_0_Transformer", "document_0_Transformer"):
         assert {"config.json", "model.safetensors", "tokenizer.json", "sentence_bert_config.json"} <= {
-            p.name for p in (out / tower).iterdir()}
+            p.name for p in (out / tower).iterdir()
+        }
         assert read(out / tower / "sentence_bert_config.json") == {"max_seq_length": 32, "do_lower_case": False}
     assert not (out / "config.json").exists() and not (out / "model.safetensors").exists()
 
@@ -184,14 +199,17 @@ def test_save_layout_round_trip_and_sentence_transformers(tiny_gpt_dir, tmp_path
 def test_shared_dense_heads_round_trip(tiny_gpt_dir, tmp_path):
     torch.manual_seed(3)
     model = asym_model(tiny_gpt_dir)
-    model.dense = torch.nn.ModuleList([Dense(64, 32, activation="tanh", position="before"),
-                                       Dense(32, 16, activation="gelu", position="after")])
+    model.dense = torch.nn.ModuleList(
+        [Dense(64, 32, activation="tanh", position="before"), Dense(32, 16, activation="gelu", position="after")]
+    )
     model.normalize = True
     out = model.save(tmp_path / "m")
     assert [m["path"] for m in read(out / "modules.json")] == ["", "1_Pooling", "2_Dense", "3_Normalize"]
     router = read(out / "router_config.json")
-    assert router["structure"] == {"query": ["query_0_Transformer", "query_1_Dense"],
-                                   "document": ["document_0_Transformer", "query_1_Dense"]}  # one shared head
+    assert router["structure"] == {
+        "query": ["query_0_Transformer", "query_1_Dense"],
+        "document": ["document_0_Transformer", "query_1_Dense"],
+    }  # one shared head
     assert read(out / "1_Pooling" / "config.json")["word_embedding_dimension"] == 32
     back = sgpt.load(out)
     assert [h.position for h in back.dense] == ["before", "after"] and back.normalize
@@ -214,10 +232,12 @@ def test_loads_router_built_by_sentence_transformers(tiny_gpt_dir, tmp_path, def
     for module in (query, document):  # the tiny GPT tokenizer has no pad token (SPEC 1.2)
         module.tokenizer.pad_token = module.tokenizer.eos_token
     perturb(document.model, seed=5)
-    router = st_modules.Router.for_query_document(query_modules=[query], document_modules=[document],
-                                                  default_route=default_route)
-    oracle = st.SentenceTransformer(modules=[router, st_modules.Pooling(64, pooling_mode="weightedmean"),
-                                             st_modules.Normalize()], device="cpu")
+    router = st_modules.Router.for_query_document(
+        query_modules=[query], document_modules=[document], default_route=default_route
+    )
+    oracle = st.SentenceTransformer(
+        modules=[router, st_modules.Pooling(64, pooling_mode="weightedmean"), st_modules.Normalize()], device="cpu"
+    )
     oracle.save(str(tmp_path / "st"))
     model = sgpt.load(tmp_path / "st")
     assert model.is_asymmetric and model.default_role == default_route
@@ -236,11 +256,18 @@ def test_loads_sgpt_era_asym_folder(tiny_gpt_dir, tmp_path):
     shutil.move(out / "query_0_Transformer", out / "0_Asym" / "140_Transformer")
     shutil.move(out / "document_0_Transformer", out / "0_Asym" / "141_Transformer")
     (out / "router_config.json").unlink()
-    (out / "0_Asym" / "config.json").write_text(json.dumps({
-        "types": {"140_Transformer": "sentence_transformers.models.Transformer",
-                  "141_Transformer": "sentence_transformers.models.Transformer"},
-        "structure": {"QRY": ["140_Transformer"], "DOCPOS": ["141_Transformer"], "DOCNEG": ["141_Transformer"]},
-        "parameters": {"allow_empty_key": False}}))
+    (out / "0_Asym" / "config.json").write_text(
+        json.dumps(
+            {
+                "types": {
+                    "140_Transformer": "sentence_transformers.models.Transformer",
+                    "141_Transformer": "sentence_transformers.models.Transformer",
+                },
+                "structure": {"QRY": ["140_Transformer"], "DOCPOS": ["141_Transformer"], "DOCNEG": ["141_Transformer"]},
+                "parameters": {"allow_empty_key": False},
+            }
+        )
+    )
     modules = read(out / "modules.json")
     modules[0].update(path="0_Asym", type="sentence_transformers.models.Asym")
     (out / "modules.json").write_text(json.dumps(modules))
@@ -250,13 +277,16 @@ def test_loads_sgpt_era_asym_folder(tiny_gpt_dir, tmp_path):
     np.testing.assert_array_equal(back.encode_documents(DOCS), model.encode_documents(DOCS))
 
 
-@pytest.mark.parametrize(("change", "match"), [
-    (lambda c: c["parameters"].update(route_mappings={"('query', None)": "query"}), "route_mappings"),
-    (lambda c: c["structure"].update(passage=c["structure"].pop("document")), "'passage'"),
-    (lambda c: c["structure"].pop("document"), "a query and a document route"),
-    (lambda c: c["structure"]["query"].append("1_Pooling"), "not a sub-folder"),
-    (lambda c: c["structure"].update(query=["document_0_Transformer", "query_0_Transformer"]), "only Transformer"),
-])
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda c: c["parameters"].update(route_mappings={"('query', None)": "query"}), "route_mappings"),
+        (lambda c: c["structure"].update(passage=c["structure"].pop("document")), "'passage'"),
+        (lambda c: c["structure"].pop("document"), "a query and a document route"),
+        (lambda c: c["structure"]["query"].append("1_Pooling"), "not a sub-folder"),
+        (lambda c: c["structure"].update(query=["document_0_Transformer", "query_0_Transformer"]), "only Transformer"),
+    ],
+)
 def test_unsupported_router_configs_raise_naming_the_file(tiny_gpt_dir, tmp_path, change, match):
     out = sgpt.load(tiny_gpt_dir, asym=True).save(tmp_path / "m")
     config = read(out / "router_config.json")
@@ -312,8 +342,9 @@ def test_speca_resizes_both_towers(tiny_gpt_dir, tmp_path):
     # towers given separately: each is resized
     q, tokenizer = load_backbone(tiny_gpt_dir)
     d, _ = load_backbone(tiny_gpt_dir)
-    built = BiEncoder(q, tokenizer, text_format=sgpt.model.formatting.TextFormat(special_tokens="speca"),
-                      document_backbone=d)
+    built = BiEncoder(
+        q, tokenizer, text_format=sgpt.model.formatting.TextFormat(special_tokens="speca"), document_backbone=d
+    )
     assert [t.get_input_embeddings().num_embeddings for t in built.towers()] == [len(tokenizer)] * 2
     model.save(tmp_path / "m")
     back = sgpt.load(tmp_path / "m")

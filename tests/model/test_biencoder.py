@@ -349,10 +349,12 @@ def test_smollm2_gguf_pad_token_and_batch_invariance(smollm2_gguf):
     assert model.token_ids(["hello world"]) == [tok.convert_tokens_to_ids(tok.tokenize("hello world"))]
     assert model.token_ids([""]) == [[]]
     assert model.embedding_dim == 576 and model.backbone.dtype == torch.float32
-    items = ["A man is playing a guitar.",
-             "",
-             "Two dogs run through the snow while a child throws a red ball across the frozen field.",
-             "hi"]
+    items = [
+        "A man is playing a guitar.",
+        "",
+        "Two dogs run through the snow while a child throws a red ball across the frozen field.",
+        "hi",
+    ]
     together = model.encode(items, batch_size=8)
     alone = one_by_one(model, items)
     assert np.abs(together - alone).max() <= 1e-4  # 30 layers, fp32, values up to ~30 (measured 2.3e-5)

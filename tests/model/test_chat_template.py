@@ -19,13 +19,21 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 st = pytest.importorskip("sentence_transformers")
 
 # ChatML as SmolLM2-Instruct has it (shorter default system message)
-CHATML = ("{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
-          "{{ '<|im_start|>system\nYou are a small helpful robot<|im_end|>\n' }}{% endif %}"
-          "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}{% endfor %}")
+CHATML = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a small helpful robot<|im_end|>\n' }}{% endif %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}{% endfor %}"
+)
 REPO = Path(__file__).resolve().parents[2]
 
-TEXTS = ["the cat runs", "", "  padded with spaces  ", "a dog\nwith a line break\n",
-         "the quick brown fox jumps over the lazy dog in the rain. " * 8, "x"]
+TEXTS = [
+    "the cat runs",
+    "",
+    "  padded with spaces  ",
+    "a dog\nwith a line break\n",
+    "the quick brown fox jumps over the lazy dog in the rain. " * 8,
+    "x",
+]
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +46,17 @@ def chat_dir(tmp_path_factory, tiny_gpt_dir) -> Path:
     tok.pad_token = "<|im_end|>"
     tok.chat_template = CHATML
     torch.manual_seed(0)
-    model = LlamaModel(LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)).eval()
+    model = LlamaModel(
+        LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=256,
+        )
+    ).eval()
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
@@ -60,15 +77,21 @@ def test_ids_and_vectors_equal_sentence_transformers(chat_dir):
     assert ids == st_rows(ref, TEXTS)
     im_end = ours.tokenizer.convert_tokens_to_ids("<|im_end|>")
     newline = ours.tokenizer.encode("\n", add_special_tokens=False)
-    assert len(ids[4]) == 40 and ids[4][-1 - len(newline):] == [im_end, *newline]  # tail written back
+    assert len(ids[4]) == 40 and ids[4][-1 - len(newline) :] == [im_end, *newline]  # tail written back
     assert ours.formatter.template_tail() == [im_end, *newline]
     np.testing.assert_allclose(ours.encode(TEXTS, batch_size=4), ref.encode(TEXTS, batch_size=4), atol=1e-5)
 
 
 def test_chat_model_round_trips_through_sentence_transformers(chat_dir, tmp_path):
     """Saved with prompts: sentence-transformers renders them as system messages, like sgpt."""
-    ours = sgpt.load(chat_dir, pooling="weightedmean", max_seq_length=48, chat_template=True,
-                     query_prompt="Find passages that answer the question", document_prompt="Describe the passage")
+    ours = sgpt.load(
+        chat_dir,
+        pooling="weightedmean",
+        max_seq_length=48,
+        chat_template=True,
+        query_prompt="Find passages that answer the question",
+        document_prompt="Describe the passage",
+    )
     ours.save(tmp_path / "m")
     config = json.loads((tmp_path / "m" / "sentence_bert_config.json").read_text())
     assert "message" in config["modality_config"]
@@ -129,8 +152,8 @@ def test_chat_template_errors(chat_dir, tiny_gpt_dir):
     fmt = Formatter(tok, TextFormat(chat_template=True))
     full = fmt(["hello"], None, 100)[0]
     head, tail = fmt._template_parts("")
-    assert full[head:-len(tail)] == tok.encode("hello", add_special_tokens=False)
-    assert fmt(["hello"], None, head + len(tail) + 1) == [full[:head] + full[head:head + 1] + tail]  # one text id
+    assert full[head : -len(tail)] == tok.encode("hello", add_special_tokens=False)
+    assert fmt(["hello"], None, head + len(tail) + 1) == [full[:head] + full[head : head + 1] + tail]  # one text id
     with pytest.raises(ValueError, match=f"max_seq_length {head + len(tail)} leaves no room for text"):
         fmt(["hello"], None, head + len(tail))  # every text would embed the same
 
@@ -160,8 +183,7 @@ def test_training_gradients_equal_without_the_shared_prefix(chat_dir, monkeypatc
     model = sgpt.load(chat_dir, pooling="weightedmean", max_seq_length=40, chat_template=True).train()
     columns = [["the cat runs", "a dog barks", "x"], ["a cat is running", "dogs bark", "y z"]]
     calls: list[int] = []
-    model.backbone.register_forward_pre_hook(lambda m, a, kw: calls.append(kw["input_ids"].shape[0]),
-                                             with_kwargs=True)
+    model.backbone.register_forward_pre_hook(lambda m, a, kw: calls.append(kw["input_ids"].shape[0]), with_kwargs=True)
 
     def step() -> tuple[float, dict]:
         model.zero_grad()
@@ -188,7 +210,9 @@ def test_cli_chat_template_flag(chat_dir, tmp_path):
     src.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     for flag, chat in (("--chat-template", True), ("--no-chat-template", False)):
         out = tmp_path / f"{chat}.npy"
-        assert main(["encode", str(chat_dir), "--input", str(src), "--output", str(out), "--max-seq-length", "40",
-                     flag]) == 0
+        assert (
+            main(["encode", str(chat_dir), "--input", str(src), "--output", str(out), "--max-seq-length", "40", flag])
+            == 0
+        )
         want = sgpt.load(chat_dir, max_seq_length=40, chat_template=chat).encode(texts)
         np.testing.assert_allclose(np.load(out), want, atol=1e-6)

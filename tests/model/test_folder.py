@@ -25,11 +25,22 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 TOL = 1e-5
 ST_PREFIX = "sentence_transformers.models."
-LEGACY_KEYS = {"word_embedding_dimension", "pooling_mode_cls_token", "pooling_mode_mean_tokens",
-               "pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens", "pooling_mode_weightedmean_tokens",
-               "pooling_mode_lasttoken"}
-MODE_KEY = {"cls": "pooling_mode_cls_token", "mean": "pooling_mode_mean_tokens", "max": "pooling_mode_max_tokens",
-            "weightedmean": "pooling_mode_weightedmean_tokens", "lasttoken": "pooling_mode_lasttoken"}
+LEGACY_KEYS = {
+    "word_embedding_dimension",
+    "pooling_mode_cls_token",
+    "pooling_mode_mean_tokens",
+    "pooling_mode_max_tokens",
+    "pooling_mode_mean_sqrt_len_tokens",
+    "pooling_mode_weightedmean_tokens",
+    "pooling_mode_lasttoken",
+}
+MODE_KEY = {
+    "cls": "pooling_mode_cls_token",
+    "mean": "pooling_mode_mean_tokens",
+    "max": "pooling_mode_max_tokens",
+    "weightedmean": "pooling_mode_weightedmean_tokens",
+    "lasttoken": "pooling_mode_lasttoken",
+}
 
 
 def st_encode(folder: Path, texts: list[str]) -> np.ndarray:
@@ -98,10 +109,12 @@ def test_truncation_matches_sentence_transformers(tiny_gpt_dir, tmp_path, stripp
 def _with_dense(tiny_gpt_dir, bias: bool = True) -> BiEncoder:
     torch.manual_seed(1)
     model = sgpt.load(tiny_gpt_dir, pooling="weightedmean", max_seq_length=64)
-    model.dense = torch.nn.ModuleList([
-        Dense(64, 32, bias=bias, activation="tanh", position="before"),
-        Dense(32, 16, bias=bias, activation="gelu", position="after"),
-    ])
+    model.dense = torch.nn.ModuleList(
+        [
+            Dense(64, 32, bias=bias, activation="tanh", position="before"),
+            Dense(32, 16, bias=bias, activation="gelu", position="after"),
+        ]
+    )
     model.normalize = True
     return model.eval()
 
@@ -115,8 +128,12 @@ def test_dense_and_normalize_round_trip(tiny_gpt_dir, tmp_path, stripped, bias):
     out = model.save(tmp_path / "m")
 
     assert [(m["path"], m["type"].rsplit(".", 1)[-1]) for m in read(out / "modules.json")] == [
-        ("", "Transformer"), ("1_Dense", "Dense"), ("2_Pooling", "Pooling"), ("3_Dense", "Dense"),
-        ("4_Normalize", "Normalize")]
+        ("", "Transformer"),
+        ("1_Dense", "Dense"),
+        ("2_Pooling", "Pooling"),
+        ("3_Dense", "Dense"),
+        ("4_Normalize", "Normalize"),
+    ]
     assert read(out / "2_Pooling" / "config.json")["word_embedding_dimension"] == 32
     before, after = read(out / "1_Dense" / "config.json"), read(out / "3_Dense" / "config.json")
     assert before["module_input_name"] == "token_embeddings"
@@ -133,7 +150,9 @@ def test_dense_and_normalize_round_trip(tiny_gpt_dir, tmp_path, stripped, bias):
     back = sgpt.load(out)
     assert back.normalize is True and back.pooling == "weightedmean" and back.max_seq_length == 64
     assert [(h.position, h.activation, h.linear.bias is not None) for h in back.dense] == [
-        ("before", "tanh", bias), ("after", "gelu", bias)]
+        ("before", "tanh", bias),
+        ("after", "gelu", bias),
+    ]
     for a, b in zip(model.dense, back.dense):
         assert torch.equal(a.linear.weight, b.linear.weight)
     np.testing.assert_array_equal(back.encode(stripped), ref)
@@ -179,15 +198,26 @@ def saved(tiny_gpt_dir, tmp_path) -> Path:
     return sgpt.load(tiny_gpt_dir, pooling="mean").save(tmp_path / "saved")
 
 
-@pytest.mark.parametrize(("config", "mode"), [
-    ({"word_embedding_dimension": 64, "pooling_mode_weightedmean_tokens": True}, "weightedmean"),
-    ({"word_embedding_dimension": 64, "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": False,
-      "pooling_mode_max_tokens": False, "pooling_mode_mean_sqrt_len_tokens": False, "pooling_mode_lasttoken": True},
-     "lasttoken"),
-    ({"embedding_dimension": 64, "pooling_mode": "lasttoken", "include_prompt": True}, "lasttoken"),
-    ({"embedding_dimension": 64, "pooling_mode": ["max"], "include_prompt": True}, "max"),
-    ({"word_embedding_dimension": 64, "pooling_mode_cls_token": False}, "mean"),  # no mode set: ST's default
-])
+@pytest.mark.parametrize(
+    ("config", "mode"),
+    [
+        ({"word_embedding_dimension": 64, "pooling_mode_weightedmean_tokens": True}, "weightedmean"),
+        (
+            {
+                "word_embedding_dimension": 64,
+                "pooling_mode_cls_token": False,
+                "pooling_mode_mean_tokens": False,
+                "pooling_mode_max_tokens": False,
+                "pooling_mode_mean_sqrt_len_tokens": False,
+                "pooling_mode_lasttoken": True,
+            },
+            "lasttoken",
+        ),
+        ({"embedding_dimension": 64, "pooling_mode": "lasttoken", "include_prompt": True}, "lasttoken"),
+        ({"embedding_dimension": 64, "pooling_mode": ["max"], "include_prompt": True}, "max"),
+        ({"word_embedding_dimension": 64, "pooling_mode_cls_token": False}, "mean"),  # no mode set: ST's default
+    ],
+)
 def test_pooling_config_variants(saved, stripped, config, mode):
     (saved / "1_Pooling" / "config.json").write_text(json.dumps(config))
     model = sgpt.load(saved)
@@ -195,10 +225,13 @@ def test_pooling_config_variants(saved, stripped, config, mode):
     assert np.abs(model.encode(stripped) - st_encode(saved, stripped)).max() <= TOL  # ST reads it the same way
 
 
-@pytest.mark.parametrize("config", [
-    {"word_embedding_dimension": 64, "pooling_mode_mean_tokens": True, "pooling_mode_lasttoken": True},
-    {"embedding_dimension": 64, "pooling_mode": ["mean", "max"]},
-])
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"word_embedding_dimension": 64, "pooling_mode_mean_tokens": True, "pooling_mode_lasttoken": True},
+        {"embedding_dimension": 64, "pooling_mode": ["mean", "max"]},
+    ],
+)
 def test_several_pooling_modes_raise_naming_the_file(saved, config):
     file = saved / "1_Pooling" / "config.json"
     file.write_text(json.dumps(config))

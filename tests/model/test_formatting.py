@@ -58,12 +58,18 @@ def test_specb_bert_keeps_cls_in_front_and_sep_at_the_end(minilm_specb):
     tok = minilm_specb.tokenizer
     content = tok(LONG, add_special_tokens=False)["input_ids"]
     q = minilm_specb.token_ids([LONG], "query")[0]
-    assert q == [tok.cls_token_id, tok.convert_tokens_to_ids("[")] + content[:4] + \
-        [tok.convert_tokens_to_ids("]"), tok.sep_token_id]
+    assert q == [tok.cls_token_id, tok.convert_tokens_to_ids("[")] + content[:4] + [
+        tok.convert_tokens_to_ids("]"),
+        tok.sep_token_id,
+    ]
     assert len(q) == 8
     assert own_special_tokens(tok) == ([tok.cls_token_id], [tok.sep_token_id])
-    assert minilm_specb.token_ids([""], "document")[0] == [tok.cls_token_id, tok.convert_tokens_to_ids("{"),
-                                                           tok.convert_tokens_to_ids("}"), tok.sep_token_id]
+    assert minilm_specb.token_ids([""], "document")[0] == [
+        tok.cls_token_id,
+        tok.convert_tokens_to_ids("{"),
+        tok.convert_tokens_to_ids("}"),
+        tok.sep_token_id,
+    ]
 
 
 def test_specb_too_short_max_seq_length_is_a_clear_error(minilm_path):

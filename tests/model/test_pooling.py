@@ -34,8 +34,8 @@ def left_pad(hidden: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, to
     s = mask.shape[1]
     for r in range(mask.shape[0]):
         n = int(mask[r].sum())
-        h[r, s - n:] = hidden[r, :n]
-        m[r, s - n:] = 1
+        h[r, s - n :] = hidden[r, :n]
+        m[r, s - n :] = 1
     return h, m
 
 

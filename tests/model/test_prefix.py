@@ -32,14 +32,34 @@ V = 100
 def causal_models() -> dict:
     torch.manual_seed(0)
     return {
-        "llama": LlamaModel(LlamaConfig(vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                        num_attention_heads=4, num_key_value_heads=2)),
-        "gpt-neo": GPTNeoModel(GPTNeoConfig(vocab_size=V, hidden_size=32, num_layers=2, num_heads=4,
-                                            attention_types=[[["global", "local"], 1]], window_size=256)),
-        "gpt-neox": GPTNeoXModel(GPTNeoXConfig(vocab_size=V, hidden_size=32, intermediate_size=64,
-                                               num_hidden_layers=2, num_attention_heads=4)),
-        "gpt2": GPT2Model(GPT2Config(vocab_size=V, n_embd=32, n_layer=2, n_head=4, resid_pdrop=0.0,
-                                     embd_pdrop=0.0, attn_pdrop=0.0)),
+        "llama": LlamaModel(
+            LlamaConfig(
+                vocab_size=V,
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+            )
+        ),
+        "gpt-neo": GPTNeoModel(
+            GPTNeoConfig(
+                vocab_size=V,
+                hidden_size=32,
+                num_layers=2,
+                num_heads=4,
+                attention_types=[[["global", "local"], 1]],
+                window_size=256,
+            )
+        ),
+        "gpt-neox": GPTNeoXModel(
+            GPTNeoXConfig(
+                vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4
+            )
+        ),
+        "gpt2": GPT2Model(
+            GPT2Config(vocab_size=V, n_embd=32, n_layer=2, n_head=4, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+        ),
     }
 
 
@@ -58,8 +78,9 @@ def batch() -> tuple[torch.Tensor, torch.Tensor]:
 def count_calls(model) -> list[int]:
     """Batch sizes of every forward call of ``model`` (a forward pre-hook)."""
     sizes: list[int] = []
-    model.register_forward_pre_hook(lambda m, args, kwargs: sizes.append(kwargs["input_ids"].shape[0]),
-                                    with_kwargs=True)
+    model.register_forward_pre_hook(
+        lambda m, args, kwargs: sizes.append(kwargs["input_ids"].shape[0]), with_kwargs=True
+    )
     return sizes
 
 
@@ -96,8 +117,9 @@ def test_same_hidden_states_and_gradients_as_one_forward(name):
 
 def test_not_taken_where_it_would_not_be_exact():
     ids, mask = batch()
-    bert = BertModel(BertConfig(vocab_size=V, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
-                                intermediate_size=64)).eval()
+    bert = BertModel(
+        BertConfig(vocab_size=V, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64)
+    ).eval()
     assert not can_share_prefix(bert, 20)  # bidirectional: the prefix sees the rest
     sizes = count_calls(bert)
     transformer_states(bert, ids, mask)
@@ -109,8 +131,17 @@ def test_not_taken_where_it_would_not_be_exact():
     llama.config.attention_dropout = 0.1
     llama = LlamaModel(llama.config).train()
     assert not can_share_prefix(llama, 20)  # functional attention dropout counts too
-    mistral = MistralModel(MistralConfig(vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                         num_attention_heads=4, num_key_value_heads=2, sliding_window=16)).eval()
+    mistral = MistralModel(
+        MistralConfig(
+            vocab_size=V,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            sliding_window=16,
+        )
+    ).eval()
     assert can_share_prefix(mistral, 16) and not can_share_prefix(mistral, 17)
 
 

@@ -14,12 +14,26 @@ from sgpt.recipes.train_retrieval import load_retrieval_examples, with_negatives
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TOPICS = ["apples grow on trees in orchards", "rockets fly to the moon and back", "violins have four strings",
-          "glaciers are slow rivers of ice", "bees make honey from nectar", "volcanoes erupt hot lava",
-          "chess is played on a board of 64 squares", "penguins live in the cold south"]
-QUESTIONS = ["where do apples grow", "what flies to the moon", "how many strings does a violin have",
-             "what is a glacier", "what do bees make", "what comes out of a volcano",
-             "how big is a chess board", "where do penguins live"]
+TOPICS = [
+    "apples grow on trees in orchards",
+    "rockets fly to the moon and back",
+    "violins have four strings",
+    "glaciers are slow rivers of ice",
+    "bees make honey from nectar",
+    "volcanoes erupt hot lava",
+    "chess is played on a board of 64 squares",
+    "penguins live in the cold south",
+]
+QUESTIONS = [
+    "where do apples grow",
+    "what flies to the moon",
+    "how many strings does a violin have",
+    "what is a glacier",
+    "what do bees make",
+    "what comes out of a volcano",
+    "how big is a chess board",
+    "where do penguins live",
+]
 
 
 def write_beir(folder, with_negatives=True):
@@ -33,12 +47,15 @@ def write_beir(folder, with_negatives=True):
     (folder / "qrels").mkdir()
     for split, ids in (("train", range(6)), ("test", range(6, 8))):
         (folder / "qrels" / f"{split}.tsv").write_text(
-            "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in ids))
+            "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in ids)
+        )
     negatives = folder / "negatives.jsonl"
     with open(negatives, "w") as f:
         for i in range(6 if with_negatives else 3):
-            f.write(json.dumps({"query_id": f"q{i}", "pos": [f"d{i}"], "neg": [f"d{(i + 1) % 8}", f"d{(i + 2) % 8}"]})
-                    + "\n")
+            f.write(
+                json.dumps({"query_id": f"q{i}", "pos": [f"d{i}"], "neg": [f"d{(i + 1) % 8}", f"d{(i + 2) % 8}"]})
+                + "\n"
+            )
     return folder, negatives
 
 
@@ -75,10 +92,35 @@ def test_bm25_negatives_mined_on_the_fly(tmp_path):
 def test_train_retrieval_cli_end_to_end(minilm_path, tmp_path, capsys):
     folder, negatives = write_beir(tmp_path / "toy")
     out = tmp_path / "out"
-    rc = main(["train", "retrieval", "--model", str(minilm_path), "--pooling", "mean", "--special-tokens", "specb",
-               "--train-data", str(folder), "--negatives", str(negatives), "--eval-data", str(folder),
-               "--eval-before", "--output", str(out), "--batch-size", "3", "--epochs", "2", "--lr", "1e-4",
-               "--max-seq-length", "32"])
+    rc = main(
+        [
+            "train",
+            "retrieval",
+            "--model",
+            str(minilm_path),
+            "--pooling",
+            "mean",
+            "--special-tokens",
+            "specb",
+            "--train-data",
+            str(folder),
+            "--negatives",
+            str(negatives),
+            "--eval-data",
+            str(folder),
+            "--eval-before",
+            "--output",
+            str(out),
+            "--batch-size",
+            "3",
+            "--epochs",
+            "2",
+            "--lr",
+            "1e-4",
+            "--max-seq-length",
+            "32",
+        ]
+    )
     assert rc == 0
     results = json.loads((out / "eval" / "results.json").read_text())
     assert results["n_queries"] == 6 and results["train"]["steps"] == 4  # 2 epochs x 6 // 3

@@ -52,17 +52,28 @@ def test_stop_word_or_unknown_queries_get_no_hits_and_k_is_respected():
 
 def test_plain_string_corpus_and_scores_through_the_metric_code():
     bm25 = BM25Retriever({"a": "apples and pears", "b": "pears only", "c": "nothing here"})
-    data = RetrievalData({"a": {"title": "", "text": "apples and pears"}, "b": {"title": "", "text": "pears only"},
-                          "c": {"title": "", "text": "nothing here"}},
-                         {"q": "apple"}, {"q": {"a": 1}}, "fruit")
+    data = RetrievalData(
+        {
+            "a": {"title": "", "text": "apples and pears"},
+            "b": {"title": "", "text": "pears only"},
+            "c": {"title": "", "text": "nothing here"},
+        },
+        {"q": "apple"},
+        {"q": {"a": 1}},
+        "fruit",
+    )
     assert list(bm25.search({"q": "apple"}, k=3)["q"]) == ["a"]
     assert evaluate_retrieval(bm25, data)["ndcg@10"] == 1.0
 
 
 def test_mining_skips_positives_and_self_hits_and_keeps_rank_order(tmp_path):
-    corpus = {"d1": {"title": "", "text": "red apple pie"}, "d2": {"title": "", "text": "green apple"},
-              "d3": {"title": "", "text": "apple apple juice"}, "d4": {"title": "", "text": "apple tree"},
-              "q1": {"title": "", "text": "apple"}}
+    corpus = {
+        "d1": {"title": "", "text": "red apple pie"},
+        "d2": {"title": "", "text": "green apple"},
+        "d3": {"title": "", "text": "apple apple juice"},
+        "d4": {"title": "", "text": "apple tree"},
+        "q1": {"title": "", "text": "apple"},
+    }
     data = RetrievalData(corpus, {"q1": "apple", "q2": "juice"}, {"q1": {"d3": 1, "d2": 0}, "q2": {"d3": 2}})
     bm25 = BM25Retriever(corpus)
     ranked = list(bm25.search({"q1": "apple"}, k=10)["q1"])
@@ -86,11 +97,11 @@ def test_mining_with_a_bi_encoder_uses_exact_search():
 
         encode_documents = encode_queries
 
-    corpus = {d: {"title": "", "text": t} for d, t in [("d1", "red apple pie"), ("d2", "green apple"),
-                                                        ("d4", "apple tree")]}
+    corpus = {
+        d: {"title": "", "text": t} for d, t in [("d1", "red apple pie"), ("d2", "green apple"), ("d4", "apple tree")]
+    }
     data = RetrievalData(corpus, {"q1": "apple"}, {"q1": {"d1": 1}})
     assert mine_negatives(data, Table(), k=3)[0]["neg"] == ["d2", "d4"]
-
 
 
 @pytest.fixture
@@ -116,10 +127,12 @@ def test_written_files_get_ordinary_permissions(tmp_path, umask_027):
 
 def test_bm25s_debug_lines_stay_hidden_after_its_import():
     """bm25s sets its logger to DEBUG when imported; the level set before (here WARNING) is kept."""
-    code = ("import logging; logging.getLogger('bm25s').setLevel(logging.WARNING)\n"
-            "from sgpt.search.bm25 import BM25Retriever\n"
-            "BM25Retriever({'a': 'cats sleep', 'b': 'dogs bark'}).search({'q': 'cats'}, 1)\n"
-            "print(logging.getLogger('bm25s').level)")
+    code = (
+        "import logging; logging.getLogger('bm25s').setLevel(logging.WARNING)\n"
+        "from sgpt.search.bm25 import BM25Retriever\n"
+        "BM25Retriever({'a': 'cats sleep', 'b': 'dogs bark'}).search({'q': 'cats'}, 1)\n"
+        "print(logging.getLogger('bm25s').level)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip() == str(logging.WARNING)
     assert "Building index" not in done.stderr and "BM25S" not in done.stderr  # no log line, no progress bar

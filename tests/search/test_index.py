@@ -87,12 +87,28 @@ def test_manifest_and_files(minilm, flat_dir):
     assert manifest["n_docs"] == 12 and manifest["dim"] == 384 and manifest["index"]["type"] == "flat"
     assert manifest["signature"] == json.loads(json.dumps(minilm.signature()))
     assert manifest["signature"]["pooling"] == "mean" and manifest["sgpt_version"] == sgpt.__version__
-    assert sorted(p.name for p in flat_dir.iterdir()) == ["docs.jsonl", "docs.offsets.npy", "index.faiss",
-                                                          "manifest.json"]
+    assert sorted(p.name for p in flat_dir.iterdir()) == [
+        "docs.jsonl",
+        "docs.offsets.npy",
+        "index.faiss",
+        "manifest.json",
+    ]
     assert not flat_dir.with_name("flat.partial").exists()  # the work folder is gone
     index = Index.load(flat_dir)
-    assert index.ids == ["d-cat", "d-volcano", "d-bread", "d-moon", "d-python", "d-rain", "d-chess", "d-heart",
-                         "d-piano", "d-tax", "d-bees", "101"]
+    assert index.ids == [
+        "d-cat",
+        "d-volcano",
+        "d-bread",
+        "d-moon",
+        "d-python",
+        "d-rain",
+        "d-chess",
+        "d-heart",
+        "d-piano",
+        "d-tax",
+        "d-bees",
+        "101",
+    ]
     assert index.doc(3) == ("d-moon", "The Moon The Moon orbits the Earth about once every twenty-seven days.")
 
 
@@ -107,8 +123,9 @@ def test_search_vectors_and_k(minilm, flat_dir):
     q = minilm.encode_queries(QUERIES, normalize=True)
     assert index.search_vectors(q, k=2) == [row[:2] for row in index.search(QUERIES, k=2)]
     everything = index.search_vectors(q[:1], k=50)[0]  # k above n_docs: all 12, best first
-    assert len(everything) == 12 and [h.score for h in everything] == sorted((h.score for h in everything),
-                                                                           reverse=True)
+    assert len(everything) == 12 and [h.score for h in everything] == sorted(
+        (h.score for h in everything), reverse=True
+    )
     assert isinstance(everything[0], Hit) and everything[0].to_dict().keys() == {"id", "score", "text"}
     with pytest.raises(ValueError, match=r"query vectors must be \[q, 384\], got shape \[3, 64\]"):
         index.search_vectors(np.zeros((3, 64), np.float32), k=1)
@@ -155,8 +172,12 @@ def test_crash_then_resume_reencodes_only_the_missing_shards(minilm, corpus, fla
     calls.clear()
     _crash_on_call(minilm, monkeypatch, 0, calls)  # never raises
     build_index(corpus, minilm, out, shard_size=5)
-    assert calls == [["Bees Honey bees collect nectar from flowers and store it as honey in the hive.",
-                      "Glaciers carve valleys as the ice slowly flows downhill over thousands of years."]]
+    assert calls == [
+        [
+            "Bees Honey bees collect nectar from flowers and store it as honey in the hive.",
+            "Glaciers carve valleys as the ice slowly flows downhill over thousands of years.",
+        ]
+    ]
     assert not (tmp_path / "idx.partial").exists()
     resumed, clean = Index.load(out), Index.load(flat_dir)
     np.testing.assert_array_equal(resumed.faiss_index.reconstruct_n(0, 12), clean.faiss_index.reconstruct_n(0, 12))
@@ -275,8 +296,10 @@ def test_small_ivf_builds_without_faiss_warnings(minilm, corpus, tmp_path, capfd
     with caplog.at_level(logging.WARNING, logger="sgpt.search"):
         build_index(corpus, minilm, tmp_path / "ivf3", index_type="ivf", nlist=3)
     assert "please provide at least" not in capfd.readouterr().err  # said once, by sgpt:
-    assert ("ivf: 12 documents for nlist=3 lists is fewer than the 39 per list faiss's k-means wants; a smaller "
-            "nlist (at most 1) clusters better") in caplog.text
+    assert (
+        "ivf: 12 documents for nlist=3 lists is fewer than the 39 per list faiss's k-means wants; a smaller "
+        "nlist (at most 1) clusters better"
+    ) in caplog.text
 
 
 def test_search_parameters_are_checked(minilm, corpus, flat_dir, tmp_path, caplog):
@@ -287,7 +310,9 @@ def test_search_parameters_are_checked(minilm, corpus, flat_dir, tmp_path, caplo
         with pytest.raises(ValueError, match=re.escape(f"nprobe must be in [1, nlist=3] for {ivf.path}, got {bad}")):
             ivf.search_vectors(q, k=3, nprobe=bad)
     for bad in (0, -1):
-        with pytest.raises(ValueError, match=re.escape(f"ef_search must be >= 1 (and >= k=3 to find k hits), got {bad}")):
+        with pytest.raises(
+            ValueError, match=re.escape(f"ef_search must be >= 1 (and >= k=3 to find k hits), got {bad}")
+        ):
             hnsw.search(QUERIES[:1], k=3, ef_search=bad)
     with pytest.raises(ValueError, match="nprobe \\(lists visited\\) only applies to ivf indexes; .* is of type flat"):
         Index.load(flat_dir).search_vectors(q, nprobe=2)
@@ -303,8 +328,10 @@ def test_search_parameters_are_checked(minilm, corpus, flat_dir, tmp_path, caplo
     with caplog.at_level(logging.WARNING, logger="sgpt.search"):
         hits = ivf.search_vectors(q, k=12, nprobe=1)[0]
     assert len(hits) < 12
-    assert (f"{ivf.path}: the ivf index returned fewer than k=12 hits for 1 of 1 queries (fewest: {len(hits)}); "
-            "search more lists with a larger nprobe (--nprobe; now 1 of nlist=3)") in caplog.text
+    assert (
+        f"{ivf.path}: the ivf index returned fewer than k=12 hits for 1 of 1 queries (fewest: {len(hits)}); "
+        "search more lists with a larger nprobe (--nprobe; now 1 of nlist=3)"
+    ) in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="sgpt.search"):
         assert len(ivf.search_vectors(q, k=12, nprobe=3)[0]) == 12  # every list: every document, no warning
@@ -344,4 +371,8 @@ def test_index_files_get_ordinary_permissions(minilm, corpus, tmp_path, monkeypa
         os.umask(old)
     assert stat.S_IMODE(out.stat().st_mode) == 0o750  # not mkdtemp's 0o700
     assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()} == {
-        "docs.jsonl": 0o640, "docs.offsets.npy": 0o640, "index.faiss": 0o640, "manifest.json": 0o640}
+        "docs.jsonl": 0o640,
+        "docs.offsets.npy": 0o640,
+        "index.faiss": 0o640,
+        "manifest.json": 0o640,
+    }

@@ -47,8 +47,14 @@ def free_port() -> int:
 
 def batch_of(n: int) -> list[tuple[str, str, str]]:
     words = ["red", "blue", "green", "old", "new", "tall", "small", "quiet", "loud", "warm", "cold", "dark"]
-    return [(f"q{i} " + " ".join(words[: 1 + i % 7]), f"p{i} " + words[i % 12] + " house" * (i % 4),
-             f"n{i} a " + words[(i * 5) % 12] + " tree") for i in range(n)]
+    return [
+        (
+            f"q{i} " + " ".join(words[: 1 + i % 7]),
+            f"p{i} " + words[i % 12] + " house" * (i % 4),
+            f"n{i} a " + words[(i * 5) % 12] + " tree",
+        )
+        for i in range(n)
+    ]
 
 
 def step_config(chunk: int | None, output: str) -> TrainConfig:
@@ -73,12 +79,14 @@ def worker(spec_file: str) -> None:
         results = {}
         for name, sizes, chunk in CASES:
             batch = batch_of(sum(sizes))
-            local = batch[sum(sizes[:me]): sum(sizes[: me + 1])]
+            local = batch[sum(sizes[:me]) : sum(sizes[: me + 1])]
             model.zero_grad(set_to_none=True)
             share = trainer_mod.make_step(model, step_config(chunk, spec["out"]))(local, 1.0)
             all_reduce_gradients([p for p in model.parameters() if p.requires_grad])
-            results[name] = {"loss": sum_over_processes(share, torch.device("cpu")),
-                             "grads": {n: p.grad for n, p in model.named_parameters()}}
+            results[name] = {
+                "loss": sum_over_processes(share, torch.device("cpu")),
+                "grads": {n: p.grad for n, p in model.named_parameters()},
+            }
         torch.save(results, Path(spec["out"]) / f"rank{me}.pt")
 
 
@@ -178,19 +186,61 @@ def test_cli_two_processes_train_like_one(tiny_gpt_dir, tmp_path, launcher):
     """``shard``: 2 processes x batch 4 take the same global batches as 1 process x batch 8 -> same weights."""
     data = tmp_path / "train.jsonl"
     _write_triplets(data, 40)
-    common = ["train", "nli", "--model", str(tiny_gpt_dir), "--train-data", str(data), "--max-steps", "3",
-              "--lr", "1e-3", "--warmup-ratio", "0", "--seed", "5", "--max-seq-length", "32"]
+    common = [
+        "train",
+        "nli",
+        "--model",
+        str(tiny_gpt_dir),
+        "--train-data",
+        str(data),
+        "--max-steps",
+        "3",
+        "--lr",
+        "1e-3",
+        "--warmup-ratio",
+        "0",
+        "--seed",
+        "5",
+        "--max-seq-length",
+        "32",
+    ]
     extra = ["--gradcache", "--chunksize", "3"] if launcher == "accelerate" else []
     port = str(free_port())
     if launcher == "accelerate":
-        prefix = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                  "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                  "--main_process_port", port, "-m", "sgpt"]
+        prefix = [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--main_process_port",
+            port,
+            "-m",
+            "sgpt",
+        ]
     else:
-        prefix = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
-                  "-m", "sgpt"]
-    launch(prefix + common + extra + ["--batch-size", "4", "--data-parallel", "shard", "--output",
-                                      str(tmp_path / "two")], {})
+        prefix = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            port,
+            "-m",
+            "sgpt",
+        ]
+    launch(
+        prefix + common + extra + ["--batch-size", "4", "--data-parallel", "shard", "--output", str(tmp_path / "two")],
+        {},
+    )
     from sgpt.cli import main
 
     torch.set_num_threads(1)

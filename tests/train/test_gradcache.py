@@ -23,8 +23,22 @@ from sgpt.train.trainer import length_order, make_step, text_embedder
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 REL = 1e-5
-_WORDS = ["the cat", "a dog", "my old friend", "the quick brown fox", "a small robot", "the teacher", "two kids",
-          "the weather", "this model", "a red car", "the river", "her sister", "an owl", "the mayor"]
+_WORDS = [
+    "the cat",
+    "a dog",
+    "my old friend",
+    "the quick brown fox",
+    "a small robot",
+    "the teacher",
+    "two kids",
+    "the weather",
+    "this model",
+    "a red car",
+    "the river",
+    "her sister",
+    "an owl",
+    "the mayor",
+]
 
 
 def triplets(n: int, seed: int = 0) -> list[tuple[str, str, str]]:
@@ -102,8 +116,7 @@ def test_cached_step_with_a_shared_prefix(tiny_gpt_dir, tmp_path, monkeypatch):
     head = "Represent the meaning of the following sentence for retrieval: "
     batch = [tuple(head + t for t in row) for row in triplets(8, seed=2)]
     calls: list[int] = []
-    model.backbone.register_forward_pre_hook(lambda m, a, kw: calls.append(kw["input_ids"].shape[0]),
-                                             with_kwargs=True)
+    model.backbone.register_forward_pre_hook(lambda m, a, kw: calls.append(kw["input_ids"].shape[0]), with_kwargs=True)
     plain, cached = configs(tmp_path, 4)
     shared = step_result(model, batch, cached)
     assert calls.count(1) == len(calls) // 2  # every chunk forward ran the prefix as a batch of one
@@ -140,8 +153,9 @@ def test_without_rng_replay_dropout_breaks_equality(neo_dropout_dir):
     def grads(replay_rng):
         model.zero_grad(set_to_none=True)
         torch.manual_seed(0)
-        loss = gradcache.cached_loss(embed, columns, loss_fn, 4, order=lambda texts, g: length_order(model, texts),
-                                     replay_rng=replay_rng)
+        loss = gradcache.cached_loss(
+            embed, columns, loss_fn, 4, order=lambda texts, g: length_order(model, texts), replay_rng=replay_rng
+        )
         loss.backward()
         return float(loss.detach()), {n: p.grad.clone() for n, p in model.named_parameters()}
 
@@ -156,8 +170,10 @@ def test_without_rng_replay_dropout_breaks_equality(neo_dropout_dir):
 
 def test_asymmetric_towers(tiny_gpt_dir, neo_dropout_dir):
     """Queries through one tower, documents through another: ``embed(texts, group)`` picks the tower."""
-    towers = [sgpt.load(neo_dropout_dir, pooling="weightedmean").train(),
-              sgpt.load(neo_dropout_dir, pooling="lasttoken").train()]
+    towers = [
+        sgpt.load(neo_dropout_dir, pooling="weightedmean").train(),
+        sgpt.load(neo_dropout_dir, pooling="lasttoken").train(),
+    ]
     with torch.no_grad():
         for p in towers[1].parameters():
             p.add_(0.01 * torch.randn_like(p))
@@ -183,8 +199,9 @@ def test_asymmetric_towers(tiny_gpt_dir, neo_dropout_dir):
         else:
             loss = loss_fn([embed(g, i) for i, g in enumerate(groups)])
         loss.backward()
-        return float(loss.detach()), {f"{i}.{n}": p.grad.clone() for i, t in enumerate(towers)
-                                      for n, p in t.named_parameters()}
+        return float(loss.detach()), {
+            f"{i}.{n}": p.grad.clone() for i, t in enumerate(towers) for n, p in t.named_parameters()
+        }
 
     assert_same(result(cached=True), result(cached=False))
 

@@ -46,16 +46,40 @@ def _losses(folder: Path) -> list[float]:
 
 
 def test_gradcache_run_matches_plain_run(minilm_path, triplet_file, tmp_path):
-    common = ["train", "nli", "--model", str(minilm_path), "--pooling", "mean", "--train-data", str(triplet_file),
-              "--batch-size", "8", "--max-steps", "4", "--lr", "5e-4", "--warmup-ratio", "0", "--seed", "3",
-              "--max-seq-length", "32", "--micro-batch-size", "3"]
+    common = [
+        "train",
+        "nli",
+        "--model",
+        str(minilm_path),
+        "--pooling",
+        "mean",
+        "--train-data",
+        str(triplet_file),
+        "--batch-size",
+        "8",
+        "--max-steps",
+        "4",
+        "--lr",
+        "5e-4",
+        "--warmup-ratio",
+        "0",
+        "--seed",
+        "3",
+        "--max-seq-length",
+        "32",
+        "--micro-batch-size",
+        "3",
+    ]
     assert main(common + ["--output", str(tmp_path / "plain")]) == 0
     assert main(common + ["--gradcache", "--chunksize", "3", "--output", str(tmp_path / "cached")]) == 0
     plain, cached = _losses(tmp_path / "plain"), _losses(tmp_path / "cached")
     assert len(plain) == 4 and plain[-1] < 0.8 * plain[0]  # it learns
     assert cached == pytest.approx(plain, rel=1e-4)
     start = sgpt.load(minilm_path).backbone.state_dict()
-    want, got = sgpt.load(tmp_path / "plain").backbone.state_dict(), sgpt.load(tmp_path / "cached").backbone.state_dict()
+    want, got = (
+        sgpt.load(tmp_path / "plain").backbone.state_dict(),
+        sgpt.load(tmp_path / "cached").backbone.state_dict(),
+    )
     assert any(not torch.equal(want[k], start[k]) for k in want)
     for k in want:
         torch.testing.assert_close(got[k], want[k], rtol=1e-4, atol=2e-6)
@@ -64,13 +88,33 @@ def test_gradcache_run_matches_plain_run(minilm_path, triplet_file, tmp_path):
 
 
 def test_cli_flags():
-    args = build_parser().parse_args(["train", "nli", "--model", "m", "--train-data", "d", "--output", "o",
-                                      "--gradcache", "--chunksize", "auto", "--max-memory", "8GiB",
-                                      "--data-parallel", "replicate"])
+    args = build_parser().parse_args(
+        [
+            "train",
+            "nli",
+            "--model",
+            "m",
+            "--train-data",
+            "d",
+            "--output",
+            "o",
+            "--gradcache",
+            "--chunksize",
+            "auto",
+            "--max-memory",
+            "8GiB",
+            "--data-parallel",
+            "replicate",
+        ]
+    )
     assert (args.gradcache, args.chunksize, args.max_memory, args.data_parallel) == (True, "auto", "8GiB", "replicate")
     defaults = build_parser().parse_args(["train", "nli", "--model", "m", "--train-data", "d", "--output", "o"])
     assert (defaults.gradcache, defaults.chunksize, defaults.data_parallel, defaults.precision) == (
-        False, 32, "shard", "auto")
+        False,
+        32,
+        "shard",
+        "auto",
+    )
     for bad in (["--chunksize", "0"], ["--chunksize", "big"], ["--data-parallel", "both"]):
         with pytest.raises(SystemExit):
             build_parser().parse_args(["train", "nli", "--model", "m", "--train-data", "d", "--output", "o", *bad])

@@ -21,10 +21,14 @@ WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".spl
 
 
 def queries(n: int) -> list[RetrievalExample]:
-    return [RetrievalExample(f"{WORDS[i % 12]} question {i}",
-                             positives=[f"{WORDS[i % 12]} answer {i}", f"{WORDS[(i + 1) % 12]} answer two {i}"],
-                             negatives=[f"negative {i} a", f"negative {i} b", f"negative {i} c"])
-            for i in range(n)]
+    return [
+        RetrievalExample(
+            f"{WORDS[i % 12]} question {i}",
+            positives=[f"{WORDS[i % 12]} answer {i}", f"{WORDS[(i + 1) % 12]} answer two {i}"],
+            negatives=[f"negative {i} a", f"negative {i} b", f"negative {i} c"],
+        )
+        for i in range(n)
+    ]
 
 
 def test_round_robin_rotates_positives_and_negatives_per_epoch():
@@ -71,8 +75,14 @@ def test_query_document_step_embeds_each_column_in_its_role(tiny_gpt_dir, tmp_pa
     got = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     model.zero_grad()
     cols = list(zip(*batch))
-    want = mnrl_from_columns([model.embed(cols[0], role="query"), model.embed(cols[1], role="document"),
-                              model.embed(cols[2], role="document")], scale=20.0)
+    want = mnrl_from_columns(
+        [
+            model.embed(cols[0], role="query"),
+            model.embed(cols[1], role="document"),
+            model.embed(cols[2], role="document"),
+        ],
+        scale=20.0,
+    )
     want.backward()
     assert loss == pytest.approx(float(want.detach()), rel=1e-5)
     for n, p in model.named_parameters():
@@ -93,14 +103,18 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tiny_gpt_dir, tmp_path
     def run(out, resume=False):
         torch.manual_seed(0)
         model = sgpt.load(tiny_gpt_dir, pooling="mean", special_tokens="specb")
-        cfg = TrainConfig(output=str(out), batch_size=4, epochs=3, lr=1e-3, checkpoint_every_epoch=True,
-                          resume=resume, warmup_steps=1)
+        cfg = TrainConfig(
+            output=str(out), batch_size=4, epochs=3, lr=1e-3, checkpoint_every_epoch=True, resume=resume, warmup_steps=1
+        )
         fit(model, RoundRobinExamples(queries(9), **ex_args), cfg, roles=QUERY_DOCUMENT)
         return model
 
     clean = run(tmp_path / "clean")
-    assert sorted(p.name for p in (tmp_path / "clean" / "checkpoints").iterdir()) == \
-        ["checkpoint-2", "checkpoint-4", "checkpoint-6"]  # 9 queries // 4 = 2 steps an epoch
+    assert sorted(p.name for p in (tmp_path / "clean" / "checkpoints").iterdir()) == [
+        "checkpoint-2",
+        "checkpoint-4",
+        "checkpoint-6",
+    ]  # 9 queries // 4 = 2 steps an epoch
 
     real_make_step = trainer_mod.make_step
 
@@ -113,6 +127,7 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tiny_gpt_dir, tmp_path
             if len(calls) == 4:  # second step of epoch 2, after checkpoint-2
                 raise RuntimeError("simulated crash")
             return step(batch, scale)
+
         return wrapped
 
     monkeypatch.setattr(trainer_mod, "make_step", crashing_make_step)
@@ -170,8 +185,12 @@ def test_output_folder_that_a_run_would_destroy_is_refused(tiny_gpt_dir, tmp_pat
 def test_resume_refuses_a_checkpoint_of_another_run(tiny_gpt_dir, tmp_path):
     model = sgpt.load(tiny_gpt_dir, pooling="mean")
     out = tmp_path / "out"
-    fit(model, RoundRobinExamples(queries(4), seed=0),
-        TrainConfig(output=str(out), batch_size=2, epochs=1, checkpoint_every_epoch=True), roles=QUERY_DOCUMENT)
+    fit(
+        model,
+        RoundRobinExamples(queries(4), seed=0),
+        TrainConfig(output=str(out), batch_size=2, epochs=1, checkpoint_every_epoch=True),
+        roles=QUERY_DOCUMENT,
+    )
     changed = TrainConfig(output=str(out), batch_size=2, epochs=2, lr=1e-3, checkpoint_every_epoch=True, resume=True)
     with pytest.raises(ValueError, match=r"differs: config\.epochs: 1 vs 2; config\.lr: 2e-05 vs 0\.001"):
         fit(model, RoundRobinExamples(queries(4), seed=0), changed, roles=QUERY_DOCUMENT)

@@ -79,8 +79,9 @@ def test_gradient_accumulation_averages_micro_batches(tiny_gpt_dir, snli_triplet
     model = sgpt.load(tiny_gpt_dir, pooling="weightedmean")
     opt = {}
     monkeypatch.setattr(trainer_mod, "adamw", lambda m, **kw: opt.setdefault("o", _RecordingSGD(m.parameters())))
-    cfg = TrainConfig(output=str(tmp_path / "o"), batch_size=4, lr=1e-3, max_steps=1, grad_accum=2,
-                      max_grad_norm=0.0, seed=3)
+    cfg = TrainConfig(
+        output=str(tmp_path / "o"), batch_size=4, lr=1e-3, max_steps=1, grad_accum=2, max_grad_norm=0.0, seed=3
+    )
     fit(model, snli_triplets, cfg)
     (got,) = opt["o"].grads
     # by hand: the same two batches, loss = mean of the two micro-batch losses
@@ -126,7 +127,12 @@ def test_best_checkpoint_kept_and_a_crash_leaves_it_intact(tiny_gpt_dir, snli_tr
     out2 = tmp_path / "out2"
     model2 = sgpt.load(tiny_gpt_dir, pooling="mean")
     with pytest.raises(RuntimeError, match="power cut"):
-        fit(model2, snli_triplets, TrainConfig(output=str(out2), batch_size=4, max_steps=3, eval_steps=1), evaluator=crashing)
+        fit(
+            model2,
+            snli_triplets,
+            TrainConfig(output=str(out2), batch_size=4, max_steps=3, eval_steps=1),
+            evaluator=crashing,
+        )
     assert sgpt.load(out2).encode(["x"]).shape == (1, 64)
     assert not [p for p in out2.parent.iterdir() if p.name.startswith(".")]
 

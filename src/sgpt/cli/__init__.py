@@ -43,8 +43,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     exits with 130. ``-v`` shows the traceback instead.
     """
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
     for noisy in ("transformers", "accelerate", "urllib3", "filelock", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # bm25s logs each index build at DEBUG (and sets its logger to DEBUG on import; sgpt.search.bm25 undoes that)

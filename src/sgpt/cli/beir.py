@@ -41,21 +41,34 @@ def refuse_model_flags(args: argparse.Namespace, why: str) -> None:
 
 def add_eval_beir(sub) -> None:
     p = sub.add_parser("beir", help="nDCG/MAP/recall/precision@k and MRR@10 on BEIR-format data sets")
-    p.add_argument("model", help=f"saved bi-encoder folder, backbone folder, hub id or .gguf file; "
-                                 f"'{BM25}' scores the BM25 baseline (bm25s, English stemming)")
-    p.add_argument("--data", action="append", required=True,
-                   help="BEIR folder (corpus.jsonl[.gz], queries.jsonl[.gz], qrels/SPLIT.tsv); repeat for "
-                        "several data sets. Every --data is read and checked before any encoding")
+    p.add_argument(
+        "model",
+        help=f"saved bi-encoder folder, backbone folder, hub id or .gguf file; "
+        f"'{BM25}' scores the BM25 baseline (bm25s, English stemming)",
+    )
+    p.add_argument(
+        "--data",
+        action="append",
+        required=True,
+        help="BEIR folder (corpus.jsonl[.gz], queries.jsonl[.gz], qrels/SPLIT.tsv); repeat for "
+        "several data sets. Every --data is read and checked before any encoding",
+    )
     p.add_argument("--split", default="test", help="qrels split (msmarco: dev)")
-    p.add_argument("--output", help="write the results as JSON here (its folder must exist). The metrics "
-                                    "(\"ndcg@10\", \"map@100\", \"mrr@10\", ...) are always top-level keys: "
-                                    "with one --data that set's, with several the \"average\" ones (all sets "
-                                    "but msmarco), and the per-set results are under \"datasets\"")
+    p.add_argument(
+        "--output",
+        help="write the results as JSON here (its folder must exist). The metrics "
+        '("ndcg@10", "map@100", "mrr@10", ...) are always top-level keys: '
+        'with one --data that set\'s, with several the "average" ones (all sets '
+        'but msmarco), and the per-set results are under "datasets"',
+    )
     p.add_argument("--k", type=positive_int, default=1000, help="hits retrieved per query (>= 1)")
     p.add_argument("--score", choices=["cos", "dot"], default="cos", help="similarity (bi-encoders)")
     add_precision_arg(p)
-    p.add_argument("--skip-bad-rows", action="store_true",
-                   help="skip and count bad rows and judgments naming unknown ids instead of stopping")
+    p.add_argument(
+        "--skip-bad-rows",
+        action="store_true",
+        help="skip and count bad rows and judgments naming unknown ids instead of stopping",
+    )
     add_model_args(p)
     p.set_defaults(func=_run_eval_beir)
 
@@ -71,18 +84,31 @@ def _run_eval_beir(args: argparse.Namespace) -> int:
         refuse_model_flags(args, "bm25 is the BM25 baseline")
     names = _dataset_names(args.data)
     # every data set is read and checked before the (long) encoding of the first one
-    datasets = [load_beir(folder, args.split, skip_bad_rows=args.skip_bad_rows, name=name)
-                for name, folder in zip(names, args.data)]
+    datasets = [
+        load_beir(folder, args.split, skip_bad_rows=args.skip_bad_rows, name=name)
+        for name, folder in zip(names, args.data)
+    ]
     model = None if args.model == BM25 else _load_model(args)
     per_dataset = {}
     for i, (name, folder) in enumerate(zip(names, args.data)):
         data, datasets[i] = datasets[i], None  # free each corpus once scored
         start = time.perf_counter()
         retriever = model if model is not None else _bm25(data.corpus, args.verbose)
-        metrics = evaluate_retrieval(retriever, data, batch_size=args.batch_size, k=args.k, score=args.score,
-                                     show_progress=True, precision=args.precision)
-        per_dataset[name] = {"data": str(folder), "split": args.split, **metrics,
-                             "seconds": round(time.perf_counter() - start, 2)}
+        metrics = evaluate_retrieval(
+            retriever,
+            data,
+            batch_size=args.batch_size,
+            k=args.k,
+            score=args.score,
+            show_progress=True,
+            precision=args.precision,
+        )
+        per_dataset[name] = {
+            "data": str(folder),
+            "split": args.split,
+            **metrics,
+            "seconds": round(time.perf_counter() - start, 2),
+        }
     if len(per_dataset) == 1:
         result = {"model": str(args.model), **next(iter(per_dataset.values()))}
     else:
@@ -117,13 +143,17 @@ def add_mine_negatives(sub) -> None:
     p = sub.add_parser("mine-negatives", help="mine hard negatives for a BEIR training split (BM25 or a model)")
     p.add_argument("--data", required=True, help="BEIR folder (corpus.jsonl[.gz], queries.jsonl[.gz], qrels/)")
     p.add_argument("--split", default="train", help="qrels split whose queries get negatives")
-    p.add_argument("--out", required=True,
-                   help='jsonl to write (its folder must exist): {"query_id", "pos": [ids], "neg": [ids]}')
-    p.add_argument("--method", choices=[BM25, "model"], default=BM25,
-                   help="bm25 (bm25s, English stemming) or model (exact search with --model)")
+    p.add_argument(
+        "--out", required=True, help='jsonl to write (its folder must exist): {"query_id", "pos": [ids], "neg": [ids]}'
+    )
+    p.add_argument(
+        "--method",
+        choices=[BM25, "model"],
+        default=BM25,
+        help="bm25 (bm25s, English stemming) or model (exact search with --model)",
+    )
     p.add_argument("--model", default=None, help="bi-encoder for --method model")
-    p.add_argument("--k", type=positive_int, default=30,
-                   help="hits retrieved per query (positives are then skipped)")
+    p.add_argument("--k", type=positive_int, default=30, help="hits retrieved per query (positives are then skipped)")
     p.add_argument("--num-negatives", type=nonnegative_int, default=None, help="keep at most this many per query")
     p.add_argument("--score", choices=["cos", "dot"], default="cos", help="similarity (--method model)")
     add_precision_arg(p)
@@ -146,8 +176,16 @@ def _run_mine_negatives(args: argparse.Namespace) -> int:
     check_output_file(args.out, "--out")
     data = load_beir(args.data, args.split, skip_bad_rows=args.skip_bad_rows)
     retriever = _load_model(args) if args.method == "model" else _bm25(data.corpus, args.verbose)
-    rows = mine_negatives(data, retriever, k=args.k, num_negatives=args.num_negatives, batch_size=args.batch_size,
-                          score=args.score, show_progress=True, precision=args.precision)
+    rows = mine_negatives(
+        data,
+        retriever,
+        k=args.k,
+        num_negatives=args.num_negatives,
+        batch_size=args.batch_size,
+        score=args.score,
+        show_progress=True,
+        precision=args.precision,
+    )
     out = write_negatives(args.out, rows)
     n_neg = sum(len(r["neg"]) for r in rows)
     empty = sum(1 for r in rows if not r["neg"])

@@ -18,9 +18,12 @@ def add_encode(sub) -> None:
     p.add_argument("--field", default="text", help="jsonl field holding the text")
     p.add_argument("--output", required=True, help=".npy file to write, float32 [n, d]")
     p.add_argument("--normalize", action="store_true", help="L2-normalise the vectors")
-    p.add_argument("--role", choices=["query", "document"], default=None,
-                   help="embed the texts as queries or documents (the model's brackets/prompts and tower); "
-                        "default: plain texts")
+    p.add_argument(
+        "--role",
+        choices=["query", "document"],
+        default=None,
+        help="embed the texts as queries or documents (the model's brackets/prompts and tower); default: plain texts",
+    )
     add_precision_arg(p)
     add_model_args(p)
     p.set_defaults(func=_run_encode)
@@ -60,8 +63,14 @@ def _run_encode(args: argparse.Namespace) -> int:
 
     texts = args.text or read_texts(args.input, args.field)
     model = sgpt.load(args.model, **load_kwargs(args))
-    emb = model.encode(texts, batch_size=args.batch_size, normalize=args.normalize, show_progress=True,
-                       precision=args.precision, role=args.role)
+    emb = model.encode(
+        texts,
+        batch_size=args.batch_size,
+        normalize=args.normalize,
+        show_progress=True,
+        precision=args.precision,
+        role=args.role,
+    )
     out = Path(args.output)
     with atomic_file(out, "wb") as f:  # a crash never leaves a half-written .npy
         np.save(f, emb)
@@ -82,5 +91,3 @@ def _run_convert_gguf(args: argparse.Namespace) -> int:
     convert_gguf(args.file, args.out)
     print(f"wrote {args.out}")
     return 0
-
-

@@ -14,9 +14,12 @@ def add_eval_sts(sub) -> None:
     p.add_argument("--data", required=True, help="STS-B folder/file, STS12-16 year folder or SICK file")
     p.add_argument("--split", default="test")
     p.add_argument("--output", help="write the scores as JSON here")
-    p.add_argument("--per-subset", action="store_true",
-                   help="STS12-16: also score each subset (e.g. STS12.MSRpar) on its own and report their mean "
-                        "and pair-weighted mean, as SentEval does (the top-level scores stay the pooled ones)")
+    p.add_argument(
+        "--per-subset",
+        action="store_true",
+        help="STS12-16: also score each subset (e.g. STS12.MSRpar) on its own and report their mean "
+        "and pair-weighted mean, as SentEval does (the top-level scores stay the pooled ones)",
+    )
     add_model_args(p, formatting=False)
     p.set_defaults(func=_run_eval_sts)
 
@@ -35,12 +38,11 @@ def _run_eval_sts(args: argparse.Namespace) -> int:
     if subsets:
         scores = evaluate_sts_subsets(model, subsets, batch_size=args.batch_size, show_progress=True)
     else:
-        scores = evaluate_sts(model, data.sentences1, data.sentences2, data.scores, batch_size=args.batch_size,
-                              show_progress=True)
+        scores = evaluate_sts(
+            model, data.sentences1, data.sentences2, data.scores, batch_size=args.batch_size, show_progress=True
+        )
     result = {"model": str(args.model), "data": str(args.data), "split": args.split, **scores}
     print(json.dumps(result, indent=2))
     if args.output:
         write_json(args.output, result)
     return 0
-
-

@@ -178,8 +178,9 @@ def _read_qrels(path: Path, skip_bad_rows: bool) -> tuple[dict[str, dict[str, in
             raise DataFormatError(path, lineno, "score", f"not an integer: {raw!r}")
         previous = seen.get((qid, doc_id))
         if previous is not None:
-            raise DataFormatError(path, lineno, "corpus-id",
-                                  f"query {qid!r} judges doc {doc_id!r} again (first on line {previous})")
+            raise DataFormatError(
+                path, lineno, "corpus-id", f"query {qid!r} judges doc {doc_id!r} again (first on line {previous})"
+            )
         seen[(qid, doc_id)] = lineno
         return qid, doc_id, int(raw)
 
@@ -191,8 +192,9 @@ def _read_qrels(path: Path, skip_bad_rows: bool) -> tuple[dict[str, dict[str, in
     return qrels, seen
 
 
-def load_beir(folder: str | Path, split: str = "test", *, skip_bad_rows: bool = False,
-              name: str | None = None) -> RetrievalData:
+def load_beir(
+    folder: str | Path, split: str = "test", *, skip_bad_rows: bool = False, name: str | None = None
+) -> RetrievalData:
     """Load one split of a BEIR data set folder.
 
     Reads ``folder/corpus.jsonl(.gz)``, ``folder/queries.jsonl(.gz)`` and ``folder/qrels/<split>.tsv(.gz)``.
@@ -235,26 +237,40 @@ def _find_file(folder: Path, name: str, what: str | None = None) -> Path:
             return candidate
     message = f"{folder}: no {name} or {name}.gz"
     if what is not None:
-        present = sorted(p.name.removesuffix(".gz").removesuffix(".tsv") for p in folder.glob("*.tsv*")) \
-            if folder.is_dir() else []
+        present = (
+            sorted(p.name.removesuffix(".gz").removesuffix(".tsv") for p in folder.glob("*.tsv*"))
+            if folder.is_dir()
+            else []
+        )
         message += f" for {what} (splits present: {', '.join(present) or 'none'})"
     raise FileNotFoundError(message)
 
 
-def _check_qrels(qrels: dict[str, dict[str, int]], lines: Mapping[tuple[str, str], int],
-                 queries: Mapping[str, str], corpus: Mapping[str, dict], dropped: set[str], path: Path,
-                 skip: bool) -> dict[str, dict[str, int]]:
+def _check_qrels(
+    qrels: dict[str, dict[str, int]],
+    lines: Mapping[tuple[str, str], int],
+    queries: Mapping[str, str],
+    corpus: Mapping[str, dict],
+    dropped: set[str],
+    path: Path,
+    skip: bool,
+) -> dict[str, dict[str, int]]:
     """Remove or report judgments whose query or document id is unknown (see :func:`load_beir`).
 
     The error names the line of the first such judgment; with ``skip`` the warning counts them.
     """
     bad_queries = [qid for qid in qrels if qid not in queries]
-    bad_docs = [(qid, d) for qid, docs in qrels.items() if qid in queries for d in docs
-                if d not in corpus and d not in dropped]
+    bad_docs = [
+        (qid, d) for qid, docs in qrels.items() if qid in queries for d in docs if d not in corpus and d not in dropped
+    ]
     to_dropped = sum(d in dropped for docs in qrels.values() for d in docs)
     if to_dropped:
-        logger.warning("%s: %d %s dropped for empty text (kept, as BEIR does: they cannot be retrieved)", path,
-                       to_dropped, "judgment names a document" if to_dropped == 1 else "judgments name documents")
+        logger.warning(
+            "%s: %d %s dropped for empty text (kept, as BEIR does: they cannot be retrieved)",
+            path,
+            to_dropped,
+            "judgment names a document" if to_dropped == 1 else "judgments name documents",
+        )
     if not bad_queries and not bad_docs:
         return qrels
     by_query = [(q, d) for q in bad_queries for d in qrels[q]]
@@ -269,8 +285,11 @@ def _check_qrels(qrels: dict[str, dict[str, int]], lines: Mapping[tuple[str, str
         raise DataFormatError(path, lines.get(first), field, "; ".join(parts))
     logger.warning("%s: removed %s", path, "; ".join(parts))
     bad_doc_set = set(bad_docs)
-    cleaned = {qid: {d: s for d, s in docs.items() if (qid, d) not in bad_doc_set}
-               for qid, docs in qrels.items() if qid in queries}
+    cleaned = {
+        qid: {d: s for d, s in docs.items() if (qid, d) not in bad_doc_set}
+        for qid, docs in qrels.items()
+        if qid in queries
+    }
     return {qid: docs for qid, docs in cleaned.items() if docs}
 
 

@@ -77,8 +77,9 @@ def _tsv_pairs(path: Path, id_name: str, skip: bool, *, allow_empty: bool) -> It
     def parse(lineno: int, line: str) -> tuple[str, str]:
         fields = check_utf8(line, path, lineno).split("\t")
         if len(fields) != 2:
-            raise DataFormatError(path, lineno, None, f"expected 2 tab-separated fields ({id_name}, text), "
-                                  f"got {len(fields)}")
+            raise DataFormatError(
+                path, lineno, None, f"expected 2 tab-separated fields ({id_name}, text), got {len(fields)}"
+            )
         key = claim_id({id_name: fields[0].strip()}, id_name, path, lineno, lines)
         text = fields[1].strip()
         if not text and not allow_empty:
@@ -178,8 +179,14 @@ def _hard_negative_row(obj: dict, path: Path, lineno: int) -> tuple[object, list
     return qid, pos, neg
 
 
-def _filtered_negatives(scores: Mapping, pos: list, neg: Mapping[str, list], systems: Sequence[str],
-                        rule: MarginFilter, where: tuple[Path, int, object]) -> list[str]:
+def _filtered_negatives(
+    scores: Mapping,
+    pos: list,
+    neg: Mapping[str, list],
+    systems: Sequence[str],
+    rule: MarginFilter,
+    where: tuple[Path, int, object],
+) -> list[str]:
     """The negatives of one query that pass ``rule`` (see :func:`read_hard_negatives`), in insertion order."""
     path, lineno, qid = where
     threshold = min(_ce(scores, pid, path, lineno, "pos", qid) for pid in pos) - rule.margin

@@ -149,8 +149,13 @@ def read_nli_pairs(path: str | Path, *, split: str | None = None, skip_bad_rows:
             split = _SENTEVAL.match(path.name).group(2)
         return _read_senteval(folder, split, skip_bad_rows)
     if layout is None:
-        raise DataFormatError(path, None, None, "no NLI layout recognised (expected SNLI/MultiNLI jsonl, "
-                              "AllNLI.tsv, SentEval s1/s2/labels files or a SICK file)")
+        raise DataFormatError(
+            path,
+            None,
+            None,
+            "no NLI layout recognised (expected SNLI/MultiNLI jsonl, "
+            "AllNLI.tsv, SentEval s1/s2/labels files or a SICK file)",
+        )
     file = _pick_file(path, layout, split) if path.is_dir() else path
     if layout == "jsonl":
         return _read_jsonl(file, skip_bad_rows)
@@ -169,8 +174,9 @@ def _pick_file(folder: Path, layout: str, split: str | None) -> Path:
         split = split or "train"
         wanted = _SICK_SPLIT_ALIASES.get(split, split)
         if wanted not in by_split:
-            raise DataFormatError(folder, None, None, f"no SICK file for split {split!r} "
-                                  f"(found: {', '.join(sorted(by_split))})")
+            raise DataFormatError(
+                folder, None, None, f"no SICK file for split {split!r} (found: {', '.join(sorted(by_split))})"
+            )
         return by_split[wanted]
     candidates = [p for p in files if _JSONL.match(p.name) and detect_nli_layout(p) == "jsonl"]
     if split is None and len(candidates) == 1:

@@ -100,8 +100,14 @@ def _mined_rows(path: Path, bad: BadRows) -> Iterator[tuple[int, tuple[str, list
     return bad.each(json_rows(path, bad), parse)
 
 
-def beir_examples(folder: str | Path, split: str = "train", negatives: str | Path | None = None, *,
-                  num_negatives: int | None = None, skip_bad_rows: bool = False) -> list[RetrievalExample]:
+def beir_examples(
+    folder: str | Path,
+    split: str = "train",
+    negatives: str | Path | None = None,
+    *,
+    num_negatives: int | None = None,
+    skip_bad_rows: bool = False,
+) -> list[RetrievalExample]:
     """Training examples from a BEIR split and (optionally) a mined-negatives file, by id.
 
     Every query of the split with at least one judgment > 0 gives one example: positives are its docs
@@ -140,11 +146,16 @@ def beir_examples(folder: str | Path, split: str = "train", negatives: str | Pat
         if negatives is not None and neg_ids is None:
             no_negatives += 1
         neg_ids = (neg_ids or [])[:num_negatives]
-        examples.append(RetrievalExample(data.queries[qid], positives,
-                                         [document_text(data.corpus[d]) for d in neg_ids], qid))
+        examples.append(
+            RetrievalExample(data.queries[qid], positives, [document_text(data.corpus[d]) for d in neg_ids], qid)
+        )
     if no_positive:
-        logger.warning("%s [%s]: %d queries without a positive judgment (or whose positives were dropped "
-                       "for empty text) left out", folder, split, no_positive)
+        logger.warning(
+            "%s [%s]: %d queries without a positive judgment (or whose positives were dropped for empty text) left out",
+            folder,
+            split,
+            no_positive,
+        )
     if no_negatives:
         logger.warning("%s: %d of %d queries have no mined negatives", negatives, no_negatives, len(examples))
     return examples
@@ -165,7 +176,9 @@ def _checked_negatives(path: Path, data: RetrievalData, skip: bool) -> dict[str,
 
 def _check_mined_ids(qid: str, neg: list[str], data: RetrievalData, path: Path, lineno: int) -> None:
     if qid not in data.queries:
-        raise DataFormatError(path, lineno, "query_id", f"query {qid!r} is not judged in this split (wrong split or file?)")
+        raise DataFormatError(
+            path, lineno, "query_id", f"query {qid!r} is not judged in this split (wrong split or file?)"
+        )
     unknown = [d for d in neg if d not in data.corpus]
     if unknown:
         raise DataFormatError(path, lineno, "neg", f"doc ids not in the corpus: {few(unknown)}")

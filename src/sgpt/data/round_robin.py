@@ -40,8 +40,10 @@ class RoundRobinExamples(Sequence):
             if not q.positives:
                 raise ValueError(f"training query {q.query[:60]!r} has no positive passage")
             if negatives_per_query and not q.negatives:
-                raise ValueError(f"training query {q.query[:60]!r} has no hard negative; mine negatives first "
-                                 "or train with negatives_per_query=0")
+                raise ValueError(
+                    f"training query {q.query[:60]!r} has no hard negative; mine negatives first "
+                    "or train with negatives_per_query=0"
+                )
             positives = set(q.positives)
             negatives = [n for n in dict.fromkeys(q.negatives) if n not in positives]  # a positive is never a negative
             if negatives_per_query and not negatives:

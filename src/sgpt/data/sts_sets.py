@@ -47,8 +47,10 @@ class STSData:
 
     def __post_init__(self) -> None:
         if not len(self.sentences1) == len(self.sentences2) == len(self.scores):
-            raise ValueError(f"STSData {self.name!r}: lengths differ (sentences1 {len(self.sentences1)}, "
-                             f"sentences2 {len(self.sentences2)}, scores {len(self.scores)})")
+            raise ValueError(
+                f"STSData {self.name!r}: lengths differ (sentences1 {len(self.sentences1)}, "
+                f"sentences2 {len(self.sentences2)}, scores {len(self.scores)})"
+            )
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -141,8 +143,13 @@ def _year_folder(parent: Path, split: str) -> Path:
 def _read_folder_split(folder: Path, layout: str | None, split: str) -> STSData:
     """STS-B or SICK folder: pick the file of ``split``."""
     if layout not in ("stsb", "sick"):
-        raise DataFormatError(folder, None, None, "no STS layout recognised (expected sts-<split>.csv, "
-                              "STS.input.<subset>.txt + STS.gs.<subset>.txt, SICK_<split>.txt or STS12..STS16 folders)")
+        raise DataFormatError(
+            folder,
+            None,
+            None,
+            "no STS layout recognised (expected sts-<split>.csv, "
+            "STS.input.<subset>.txt + STS.gs.<subset>.txt, SICK_<split>.txt or STS12..STS16 folders)",
+        )
     pattern = _STSB if layout == "stsb" else _SICK
     by_split = {m.group(1): p for p in sorted(folder.iterdir()) if (m := pattern.match(p.name))}
     wanted = _SICK_SPLIT_ALIASES.get(split, split) if layout == "sick" else split

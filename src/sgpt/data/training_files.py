@@ -68,12 +68,14 @@ def _triplet_format(path: Path) -> str:
     return "tsv" if "\t" in first else "csv"
 
 
-def _table_row(fields: list[str], columns: list[int], names: list[str], width: int, path: Path,
-               lineno: int) -> tuple[str, ...]:
+def _table_row(
+    fields: list[str], columns: list[int], names: list[str], width: int, path: Path, lineno: int
+) -> tuple[str, ...]:
     if len(fields) != width:
         raise DataFormatError(path, lineno, None, f"expected {width} fields, got {len(fields)}")
-    return tuple(clean_text(fields[c], path, lineno, names[i] if names else f"column {c + 1}")
-                 for i, c in enumerate(columns))
+    return tuple(
+        clean_text(fields[c], path, lineno, names[i] if names else f"column {c + 1}") for i, c in enumerate(columns)
+    )
 
 
 def _jsonl_triplets(path: Path, bad: BadRows) -> Iterator[tuple[int, tuple[str, ...]]]:
@@ -85,8 +87,9 @@ def _parse_json_triplet(line: str, path: Path, lineno: int) -> tuple[str, ...]:
     keys = next((k for k in _KEY_SETS if k[0] in obj), _KEY_SETS[0])
     for key in keys[:2]:
         if key not in obj:
-            raise DataFormatError(path, lineno, key, "missing field (expected anchor/positive[/negative] "
-                                  "or query/pos[/neg])")
+            raise DataFormatError(
+                path, lineno, key, "missing field (expected anchor/positive[/negative] or query/pos[/neg])"
+            )
     present = keys if keys[2] in obj else keys[:2]
     return tuple(clean_text(obj[k], path, lineno, k) for k in present)
 
@@ -124,8 +127,10 @@ def _table_columns(first: list[str], path: Path, lineno: int) -> tuple[list[int]
             present = [k for k in keys if k in lowered]
             return [lowered.index(k) for k in present], present, len(first)
     if len(first) not in (2, 3):
-        message = (f"{len(first)} columns and no header naming anchor/positive[/negative]; "
-                   "positional files need 2 or 3 columns")
+        message = (
+            f"{len(first)} columns and no header naming anchor/positive[/negative]; "
+            "positional files need 2 or 3 columns"
+        )
         raise DataFormatError(path, lineno, None, message)
     return list(range(len(first))), [], len(first)
 
@@ -152,8 +157,10 @@ def load_hub_dataset(
     try:
         import datasets  # optional dependency, imported only when a hub dataset is asked for
     except ImportError as err:
-        raise ImportError("reading a Hub dataset needs the optional package 'datasets': "
-                          "pip install datasets (or pip install 'sgpt[hub]')") from err
+        raise ImportError(
+            "reading a Hub dataset needs the optional package 'datasets': "
+            "pip install datasets (or pip install 'sgpt[hub]')"
+        ) from err
     ds = datasets.load_dataset(name, config, split=split)
     source = f"hub:{name}" + (f":{config}" if config else "") + f"[{split}]"
     feature = getattr(ds, "features", {}).get("label") if "label" in ds.column_names else None
@@ -191,20 +198,31 @@ def hub_rows_to_examples(
             label = normalise_label(raw, source, i, "label")
             if label is None:
                 return None
-            return NLIPair(clean_text(row["premise"], source, i, "premise"),
-                           clean_text(row["hypothesis"], source, i, "hypothesis"), label)
+            return NLIPair(
+                clean_text(row["premise"], source, i, "premise"),
+                clean_text(row["hypothesis"], source, i, "hypothesis"),
+                label,
+            )
 
         pairs.extend(p for _, p in bad.each(enumerate(rows, start=1), pair) if p is not None)
         bad.report()
         return pairs
     keys = next((k for k in _KEY_SETS if k[0] in columns and k[1] in columns), None)
     if keys is None:
-        raise DataFormatError(source, None, None, f"unknown columns {list(columns)}; expected "
-                              "premise/hypothesis/label or anchor/positive[/negative]")
+        raise DataFormatError(
+            source,
+            None,
+            None,
+            f"unknown columns {list(columns)}; expected premise/hypothesis/label or anchor/positive[/negative]",
+        )
     present = [k for k in keys if k in columns]
     triplets: list[tuple[str, ...]] = []
-    triplets.extend(t for _, t in bad.each(enumerate(rows, start=1),
-                                           lambda i, row: tuple(clean_text(row[k], source, i, k) for k in present)))
+    triplets.extend(
+        t
+        for _, t in bad.each(
+            enumerate(rows, start=1), lambda i, row: tuple(clean_text(row[k], source, i, k) for k in present)
+        )
+    )
     bad.report()
     return triplets
 
@@ -237,8 +255,13 @@ def read_training_data(
         if detect_nli_layout(path) is not None:
             return read_nli_pairs(path, split=split, skip_bad_rows=skip_bad_rows), []
         if path.is_dir():
-            raise DataFormatError(path, None, None, "no NLI layout recognised in this folder (expected SNLI/MultiNLI "
-                                  "jsonl, AllNLI.tsv, SentEval s1/s2/labels or SICK); pass a triplet file instead")
+            raise DataFormatError(
+                path,
+                None,
+                None,
+                "no NLI layout recognised in this folder (expected SNLI/MultiNLI "
+                "jsonl, AllNLI.tsv, SentEval s1/s2/labels or SICK); pass a triplet file instead",
+            )
         return [], read_triplets(path, skip_bad_rows=skip_bad_rows)
     if isinstance(path_or_name, Path) or text.startswith((".", "/", "~")) or text.lower().endswith(_PATH_SUFFIXES):
         raise FileNotFoundError(f"no such file or folder: {text}")

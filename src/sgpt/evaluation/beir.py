@@ -29,14 +29,37 @@ K_VALUES = (1, 3, 5, 10, 100)
 MRR_AT = 10
 
 SUBSETS: dict[str, tuple[str, ...]] = {
-    "sub_average": ("trec-covid", "nfcorpus", "hotpotqa", "fiqa", "arguana", "webis-touche2020", "quora",
-                    "dbpedia-entity", "fever", "climate-fever", "scifact"),
+    "sub_average": (
+        "trec-covid",
+        "nfcorpus",
+        "hotpotqa",
+        "fiqa",
+        "arguana",
+        "webis-touche2020",
+        "quora",
+        "dbpedia-entity",
+        "fever",
+        "climate-fever",
+        "scifact",
+    ),
     "subsubaverage": ("nfcorpus", "fiqa", "arguana", "scidocs", "scifact"),
 }
 """SGPT's ``--computeavg`` subsets (SPEC 3.3): Sub-Average (the 11 sets OpenAI reported) and the 5-set one."""
 
-CQADUPSTACK_FORUMS = ("android", "english", "gaming", "gis", "mathematica", "physics", "programmers", "stats",
-                      "tex", "unix", "webmasters", "wordpress")
+CQADUPSTACK_FORUMS = (
+    "android",
+    "english",
+    "gaming",
+    "gis",
+    "mathematica",
+    "physics",
+    "programmers",
+    "stats",
+    "tex",
+    "unix",
+    "webmasters",
+    "wordpress",
+)
 
 
 def retrieval_metrics(
@@ -139,8 +162,9 @@ def evaluate_retrieval(
     Raises:
         ValueError: As for :func:`retrieve` and :func:`retrieval_metrics`.
     """
-    results = retrieve(model, data, k, batch_size=batch_size, score=score, show_progress=show_progress,
-                       precision=precision)
+    results = retrieve(
+        model, data, k, batch_size=batch_size, score=score, show_progress=show_progress, precision=precision
+    )
     metrics: dict[str, Any] = retrieval_metrics(data.qrels, results, k_values)
     metrics["n_docs"] = len(data.corpus)
     return metrics
@@ -173,8 +197,11 @@ def average_over_datasets(results: Mapping[str, Mapping[str, Any]]) -> dict[str,
     if not results:
         raise ValueError("no data set results to average")
     table = {name.lower(): dict(m) for name, m in results.items()}
-    forums = {n: n.split("/", 1)[-1] if "/" in n else n.split("-", 1)[-1]
-              for n in table if n.startswith(("cqadupstack/", "cqadupstack-"))}
+    forums = {
+        n: n.split("/", 1)[-1] if "/" in n else n.split("-", 1)[-1]
+        for n in table
+        if n.startswith(("cqadupstack/", "cqadupstack-"))
+    }
     if forums:
         if set(forums.values()) >= set(CQADUPSTACK_FORUMS):
             table["cqadupstack"] = _mean_metrics([table.pop(n) for n in forums])

@@ -120,8 +120,9 @@ def evaluate_sts(
     return sts_scores(emb1, emb2, gold)
 
 
-def _embed_pairs(model: Encoder, sentences1: Sequence[str], sentences2: Sequence[str], batch_size: int,
-                 show_progress: bool) -> tuple[np.ndarray, np.ndarray]:
+def _embed_pairs(
+    model: Encoder, sentences1: Sequence[str], sentences2: Sequence[str], batch_size: int, show_progress: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """Both sides ``[n, d]``, every distinct sentence encoded once (first-occurrence order).
 
     Raises:
@@ -135,8 +136,9 @@ def _embed_pairs(model: Encoder, sentences1: Sequence[str], sentences2: Sequence
     return emb[[index[s] for s in sentences1]], emb[[index[s] for s in sentences2]]
 
 
-def evaluate_sts_subsets(model: Encoder, subsets: Sequence, *, batch_size: int = 32,
-                         show_progress: bool = False) -> dict:
+def evaluate_sts_subsets(
+    model: Encoder, subsets: Sequence, *, batch_size: int = 32, show_progress: bool = False
+) -> dict:
     """Score each subset of a set on its own (SentEval's STS12-16 protocol: one correlation per
     subset such as ``STS12.MSRpar``, then their mean and pair-weighted mean), and all pairs pooled.
 

@@ -158,8 +158,10 @@ class BiEncoder(nn.Module):
             return self.backbone
         role = role or self.default_role
         if role is None:
-            raise ValueError("this model has separate query and document towers and no default: use "
-                             "encode_queries/encode_documents (or role='query'/'document') to choose one")
+            raise ValueError(
+                "this model has separate query and document towers and no default: use "
+                "encode_queries/encode_documents (or role='query'/'document') to choose one"
+            )
         return self.document_backbone if role == "document" else self.backbone
 
     def make_asymmetric(self, default_role: Role | None = "document") -> BiEncoder:
@@ -258,8 +260,7 @@ class BiEncoder(nn.Module):
             out = out.to(emb.dtype).index_copy(0, torch.as_tensor(nonempty, device=self.device), emb)
         return out
 
-    def embed(self, texts: Sequence[str], *, micro_batch_size: int | None = None,
-              role: Role | None = None) -> Tensor:
+    def embed(self, texts: Sequence[str], *, micro_batch_size: int | None = None, role: Role | None = None) -> Tensor:
         """Embed texts with gradient (training): ``[n] -> [n, d]`` in input order, formatted as
         ``role`` and, for an asymmetric model, run through ``role``'s tower (:meth:`tower`).
 
@@ -287,8 +288,11 @@ class BiEncoder(nn.Module):
     def _inference(self, precision: str | None) -> Iterator[None]:
         """eval mode + inference_mode (+ autocast), restoring every module's own train/eval flag."""
         dtype = resolve_dtype(precision) if precision else None  # validate before touching any state
-        autocast = (torch.autocast(self.device.type, dtype=dtype)
-                    if dtype is not None and dtype != torch.float32 else contextlib.nullcontext())
+        autocast = (
+            torch.autocast(self.device.type, dtype=dtype)
+            if dtype is not None and dtype != torch.float32
+            else contextlib.nullcontext()
+        )
         modes = [(m, m.training) for m in self.modules()]
         self.eval()
         try:
@@ -354,14 +358,16 @@ class BiEncoder(nn.Module):
             out = out[0]
         return out.numpy() if convert_to == "numpy" else out
 
-    def encode_queries(self, texts: str | Sequence[str], batch_size: int = 32, normalize: bool = False,
-                       **kwargs) -> np.ndarray | Tensor:
+    def encode_queries(
+        self, texts: str | Sequence[str], batch_size: int = 32, normalize: bool = False, **kwargs
+    ) -> np.ndarray | Tensor:
         """Embed search queries: like :meth:`encode`, with the model's query formatting
         (specb/speca brackets or query prompt) and, for an asymmetric model, its query tower."""
         return self.encode(texts, batch_size, normalize, role="query", **kwargs)
 
-    def encode_documents(self, texts: str | Sequence[str], batch_size: int = 32, normalize: bool = False,
-                         **kwargs) -> np.ndarray | Tensor:
+    def encode_documents(
+        self, texts: str | Sequence[str], batch_size: int = 32, normalize: bool = False, **kwargs
+    ) -> np.ndarray | Tensor:
         """Embed documents: like :meth:`encode`, with the model's document formatting and tower."""
         return self.encode(texts, batch_size, normalize, role="document", **kwargs)
 
@@ -370,9 +376,15 @@ class BiEncoder(nn.Module):
         and whether queries and documents have separate towers (``asymmetric``; an asymmetric
         model adds ``default_role``, the tower of texts given without a role).
         An index stores it and refuses a query model whose signature differs."""
-        sig = {"pooling": self.pooling, "max_seq_length": self.max_seq_length, "normalize": self.normalize,
-               "embedding_dim": self.embedding_dim, "do_lower_case": self.do_lower_case,
-               "text_format": self.text_format.to_dict(), "asymmetric": self.is_asymmetric}
+        sig = {
+            "pooling": self.pooling,
+            "max_seq_length": self.max_seq_length,
+            "normalize": self.normalize,
+            "embedding_dim": self.embedding_dim,
+            "do_lower_case": self.do_lower_case,
+            "text_format": self.text_format.to_dict(),
+            "asymmetric": self.is_asymmetric,
+        }
         if self.is_asymmetric:
             sig["default_role"] = self.default_role
         return sig
@@ -401,9 +413,13 @@ def _check_document_tower(backbone: nn.Module, document: nn.Module) -> None:
             save), or its hidden size differs.
     """
     if document is backbone:
-        raise ValueError("BiEncoder: document_backbone is the query backbone itself; pass a copy "
-                         "(BiEncoder.make_asymmetric) or leave it None for a symmetric model")
+        raise ValueError(
+            "BiEncoder: document_backbone is the query backbone itself; pass a copy "
+            "(BiEncoder.make_asymmetric) or leave it None for a symmetric model"
+        )
     sizes = [getattr(getattr(m, "config", None), "hidden_size", None) for m in (backbone, document)]
     if sizes[0] != sizes[1]:
-        raise ValueError(f"BiEncoder: the query tower has hidden size {sizes[0]} but the document tower "
-                         f"{sizes[1]}; both towers feed one pooling and must match")
+        raise ValueError(
+            f"BiEncoder: the query tower has hidden size {sizes[0]} but the document tower "
+            f"{sizes[1]}; both towers feed one pooling and must match"
+        )

@@ -71,8 +71,13 @@ ST = "sentence_transformers.models."
 FORMAT_FILE = "sgpt_format.json"
 ROUTER_FILE = "router_config.json"
 # Router route names -> roles: sentence-transformers' for_query_document, and SGPT's --asym keys (SPEC 1.8).
-ROUTE_ROLES: dict[str, Role] = {"query": "query", "document": "document", "QRY": "query", "DOCPOS": "document",
-                                "DOCNEG": "document"}
+ROUTE_ROLES: dict[str, Role] = {
+    "query": "query",
+    "document": "document",
+    "QRY": "query",
+    "DOCPOS": "document",
+    "DOCNEG": "document",
+}
 UNSET = object()  # "keep what the folder says" for arguments where None is a real value
 # Legacy pooling keys of sentence-transformers <= 5 (SPEC 1.3) -> our mode names.
 LEGACY_POOLING_KEYS = {
@@ -106,25 +111,36 @@ def pooling_mode_from_config(config: dict, where: str) -> str:
     if len(modes) != 1:
         raise ValueError(f"{where}: concatenated pooling modes {modes} are not supported; use one mode")
     if modes[0] not in POOLING_MODES:
-        raise ValueError(f"{where}: pooling mode {modes[0]!r} is not supported; expected one of {', '.join(POOLING_MODES)}")
+        raise ValueError(
+            f"{where}: pooling mode {modes[0]!r} is not supported; expected one of {', '.join(POOLING_MODES)}"
+        )
     return modes[0]
 
 
 def _save_dense(head: Dense, folder: Path) -> None:
     folder.mkdir(parents=True)
     write_json(folder / "config.json", head.st_config())
-    save_file({k: v.detach().contiguous().cpu() for k, v in head.state_dict().items() if k.startswith("linear.")},
-              str(folder / "model.safetensors"))
+    save_file(
+        {k: v.detach().contiguous().cpu() for k, v in head.state_dict().items() if k.startswith("linear.")},
+        str(folder / "model.safetensors"),
+    )
 
 
 def _load_dense(folder: Path, position: str) -> Dense:
     config = read_json(folder / "config.json")
     if config.get("use_residual"):
         raise ValueError(f"{folder}/config.json: Dense use_residual=true is not supported")
-    head = Dense(int(config["in_features"]), int(config["out_features"]), bias=bool(config.get("bias", True)),
-                 activation=activation_from_string(config.get("activation_function", "identity")), position=position)
+    head = Dense(
+        int(config["in_features"]),
+        int(config["out_features"]),
+        bias=bool(config.get("bias", True)),
+        activation=activation_from_string(config.get("activation_function", "identity")),
+        position=position,
+    )
     weights = folder / "model.safetensors"
-    state = load_file(str(weights)) if weights.exists() else torch.load(folder / "pytorch_model.bin", map_location="cpu")
+    state = (
+        load_file(str(weights)) if weights.exists() else torch.load(folder / "pytorch_model.bin", map_location="cpu")
+    )
     head.load_state_dict({k: v for k, v in state.items() if k.startswith("linear.")})
     return head
 
@@ -167,8 +183,11 @@ def _save_router(model: BiEncoder, folder: Path, before: Sequence[Dense]) -> Non
         for ids in structure.values():
             ids.append(name)
     # allow_empty_key=True with default_route=None would make sentence-transformers pick the first route
-    parameters = {"default_route": model.default_role, "allow_empty_key": model.default_role is not None,
-                  "route_mappings": {}}
+    parameters = {
+        "default_route": model.default_role,
+        "allow_empty_key": model.default_role is not None,
+        "route_mappings": {},
+    }
     write_json(folder / ROUTER_FILE, {"types": types, "structure": structure, "parameters": parameters})
 
 
@@ -211,13 +230,19 @@ def save_folder(model: BiEncoder, path: str | Path, *, keep: Sequence[str] = ())
         if not fmt.is_plain:
             write_json(tmp / FORMAT_FILE, fmt.to_dict())
         prompts = {k: v for k, v in (("query", fmt.query_prompt), ("document", fmt.document_prompt)) if v}
-        write_json(tmp / "config_sentence_transformers.json", {
-            "__version__": {"sgpt": __version__, "transformers": transformers.__version__,
-                            "pytorch": torch.__version__},
-            "prompts": prompts,
-            "default_prompt_name": None,
-            "similarity_fn_name": "cosine",
-        })
+        write_json(
+            tmp / "config_sentence_transformers.json",
+            {
+                "__version__": {
+                    "sgpt": __version__,
+                    "transformers": transformers.__version__,
+                    "pytorch": torch.__version__,
+                },
+                "prompts": prompts,
+                "default_prompt_name": None,
+                "similarity_fn_name": "cosine",
+            },
+        )
     return Path(path)
 
 
@@ -231,8 +256,10 @@ def _module_kind(module_type: str, where: str) -> str:
     kind = str(module_type).rsplit(".", 1)[-1]
     kind = "Router" if kind == "Asym" else kind
     if kind not in ("Transformer", "Router", "Pooling", "Dense", "Normalize"):
-        raise ValueError(f"{where}: module type {module_type!r} is not supported "
-                         "(expected Transformer, Router/Asym, Pooling, Dense or Normalize)")
+        raise ValueError(
+            f"{where}: module type {module_type!r} is not supported "
+            "(expected Transformer, Router/Asym, Pooling, Dense or Normalize)"
+        )
     return kind
 
 
@@ -261,8 +288,10 @@ def _read_router(folder: Path) -> tuple[Path, Path, list[tuple[Path, str]], Role
     for name, ids in structure.items():
         role = ROUTE_ROLES.get(name)
         if role is None:
-            raise ValueError(f"{file}: route {name!r} is neither a query nor a document route "
-                             f"(expected one of {', '.join(ROUTE_ROLES)})")
+            raise ValueError(
+                f"{file}: route {name!r} is neither a query nor a document route "
+                f"(expected one of {', '.join(ROUTE_ROLES)})"
+            )
         if routes.setdefault(role, list(ids)) != list(ids):
             raise ValueError(f"{file}: the {role} routes differ ({routes[role]} vs {list(ids)})")
     if set(routes) != set(ROLES):
@@ -277,16 +306,24 @@ def _read_router(folder: Path) -> tuple[Path, Path, list[tuple[Path, str]], Role
         if route_kinds[:1] != ["Transformer"] or route_kinds.count("Transformer") != 1 or "Router" in route_kinds:
             raise ValueError(f"{file}: each route must start with its only Transformer; got {ids}")
     query, document = routes["query"], routes["document"]
-    if len(query) != len(document) or not all(_same_module(folder, a, b, kinds) for a, b in zip(query[1:], document[1:])):
-        raise ValueError(f"{file}: the query and document routes differ after their transformers "
-                         f"({query[1:]} vs {document[1:]}); sgpt shares everything but the transformer")
+    if len(query) != len(document) or not all(
+        _same_module(folder, a, b, kinds) for a, b in zip(query[1:], document[1:])
+    ):
+        raise ValueError(
+            f"{file}: the query and document routes differ after their transformers "
+            f"({query[1:]} vs {document[1:]}); sgpt shares everything but the transformer"
+        )
     default = params.get("default_route")
     if default is None and params.get("allow_empty_key", True):
         default = next(iter(structure))  # what the Router itself does
     if default is not None and default not in structure:
         raise ValueError(f"{file}: default_route {default!r} is not one of the routes {sorted(structure)}")
-    return (folder / query[0], folder / document[0], [(folder / m, kinds[m]) for m in query[1:]],
-            ROUTE_ROLES[default] if default is not None else None)
+    return (
+        folder / query[0],
+        folder / document[0],
+        [(folder / m, kinds[m]) for m in query[1:]],
+        ROUTE_ROLES[default] if default is not None else None,
+    )
 
 
 def _same_module(folder: Path, a: str, b: str, kinds: dict[str, str]) -> bool:
@@ -297,8 +334,9 @@ def _same_module(folder: Path, a: str, b: str, kinds: dict[str, str]) -> bool:
         return False
     if kinds[a] == "Normalize":
         return True
-    return (pooling_mode_from_config(read_json(folder / a / "config.json"), str(folder / a / "config.json"))
-            == pooling_mode_from_config(read_json(folder / b / "config.json"), str(folder / b / "config.json")))
+    return pooling_mode_from_config(
+        read_json(folder / a / "config.json"), str(folder / a / "config.json")
+    ) == pooling_mode_from_config(read_json(folder / b / "config.json"), str(folder / b / "config.json"))
 
 
 def resolve_hub_folder(name: str | Path) -> Path:
@@ -382,9 +420,13 @@ def load(
         # as sentence-transformers 6: a chat model's texts go through its template, unless brackets are asked for
         chat = bool(getattr(tokenizer, "chat_template", None)) and special_tokens in (UNSET, None)
         fmt = _text_format({"chat_template": chat}, special_tokens, query_prompt, document_prompt, chat_template)
-        model = BiEncoder(backbone, tokenizer, pooling=pooling or check_pooling_mode(default_pooling),
-                          max_seq_length=max_seq_length,
-                          text_format=fmt)
+        model = BiEncoder(
+            backbone,
+            tokenizer,
+            pooling=pooling or check_pooling_mode(default_pooling),
+            max_seq_length=max_seq_length,
+            text_format=fmt,
+        )
         if asym:
             model.make_asymmetric()
         return model.to(device or "cpu").eval()
@@ -404,8 +446,10 @@ def load(
         backbone, tokenizer = load_backbone(query_folder, dtype=dtype)
         document, document_tokenizer = load_backbone(document_folder, dtype=dtype)
         if document_tokenizer.get_vocab() != tokenizer.get_vocab():
-            raise ValueError(f"{root}: the query and document towers have different tokenizers "
-                             f"({query_folder.name}, {document_folder.name}); sgpt shares one")
+            raise ValueError(
+                f"{root}: the query and document towers have different tokenizers "
+                f"({query_folder.name}, {document_folder.name}); sgpt shares one"
+            )
         _warn_if_configs_differ(query_folder, document_folder)
     st_config = query_folder / "sentence_bert_config.json"
     saved = read_json(st_config) if st_config.exists() else {}
@@ -421,13 +465,18 @@ def load(
     if pooling and saved_pooling and pooling != saved_pooling:
         logger.warning("%s was saved with %s pooling; using %s as asked", root, saved_pooling, pooling)
     model = BiEncoder(
-        backbone, tokenizer,
+        backbone,
+        tokenizer,
         pooling=pooling or saved_pooling or "mean",
         max_seq_length=max_seq_length if max_seq_length is not None else saved.get("max_seq_length"),
-        dense=dense, normalize=normalize, do_lower_case=bool(saved.get("do_lower_case", False)),
-        text_format=_text_format(saved_format(root, saved), special_tokens, query_prompt, document_prompt,
-                                 chat_template),
-        document_backbone=document, default_role=default_role,
+        dense=dense,
+        normalize=normalize,
+        do_lower_case=bool(saved.get("do_lower_case", False)),
+        text_format=_text_format(
+            saved_format(root, saved), special_tokens, query_prompt, document_prompt, chat_template
+        ),
+        document_backbone=document,
+        default_role=default_role,
     )
     if asym and not model.is_asymmetric:
         model.make_asymmetric()
@@ -436,12 +485,20 @@ def load(
 
 def _warn_if_configs_differ(query: Path, document: Path) -> None:
     """sgpt uses one length and casing for both towers: the query tower's; say so when they differ."""
-    configs = [read_json(f / "sentence_bert_config.json") if (f / "sentence_bert_config.json").exists() else {}
-               for f in (query, document)]
+    configs = [
+        read_json(f / "sentence_bert_config.json") if (f / "sentence_bert_config.json").exists() else {}
+        for f in (query, document)
+    ]
     for key in ("max_seq_length", "do_lower_case"):
         if configs[0].get(key) != configs[1].get(key):
-            logger.warning("%s: %s is %r for the query tower but %r for the document tower; using %r for both",
-                           document.parent, key, configs[0].get(key), configs[1].get(key), configs[0].get(key))
+            logger.warning(
+                "%s: %s is %r for the query tower but %r for the document tower; using %r for both",
+                document.parent,
+                key,
+                configs[0].get(key),
+                configs[1].get(key),
+                configs[0].get(key),
+            )
 
 
 def saved_format(root: Path, transformer_config: dict | None = None) -> dict:
@@ -454,13 +511,20 @@ def saved_format(root: Path, transformer_config: dict | None = None) -> dict:
     st_file = root / "config_sentence_transformers.json"
     prompts = (read_json(st_file).get("prompts") or {}) if st_file.exists() else {}
     modalities = (transformer_config or {}).get("modality_config") or {}
-    return {"query_prompt": prompts.get("query", ""),
-            "document_prompt": prompts.get("document", prompts.get("passage", "")),
-            "chat_template": "message" in modalities}
+    return {
+        "query_prompt": prompts.get("query", ""),
+        "document_prompt": prompts.get("document", prompts.get("passage", "")),
+        "chat_template": "message" in modalities,
+    }
 
 
-def _text_format(saved: dict, special_tokens, query_prompt: str | None, document_prompt: str | None,
-                 chat_template: bool | None = None) -> TextFormat:
+def _text_format(
+    saved: dict,
+    special_tokens,
+    query_prompt: str | None,
+    document_prompt: str | None,
+    chat_template: bool | None = None,
+) -> TextFormat:
     """The saved formatting with the given arguments on top (``UNSET``/``None`` keep the saved value)."""
     saved = dict(saved)
     where = saved.pop("where", "text format")

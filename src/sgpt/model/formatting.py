@@ -77,15 +77,21 @@ class TextFormat:
         if self.special_tokens not in (None, *SPECIAL_TOKEN_MODES):
             raise ValueError(f"special_tokens must be None, 'specb' or 'speca', got {self.special_tokens!r}")
         if self.chat_template and self.special_tokens:
-            raise ValueError(f"special tokens {self.special_tokens!r} (--special-tokens) cannot be combined with the "
-                             "chat template (--chat-template; a chat model's default): the template marks the text "
-                             "itself; use query/document prompts (system messages), or --no-chat-template for brackets")
+            raise ValueError(
+                f"special tokens {self.special_tokens!r} (--special-tokens) cannot be combined with the "
+                "chat template (--chat-template; a chat model's default): the template marks the text "
+                "itself; use query/document prompts (system messages), or --no-chat-template for brackets"
+            )
 
     @property
     def is_plain(self) -> bool:
         """True when every text is tokenised as it is, whatever its role."""
-        return (self.special_tokens is None and not self.query_prompt and not self.document_prompt
-                and not self.chat_template)
+        return (
+            self.special_tokens is None
+            and not self.query_prompt
+            and not self.document_prompt
+            and not self.chat_template
+        )
 
     def to_dict(self) -> dict:
         """JSON form, stored in the model folder (``sgpt_format.json``) and in index manifests."""
@@ -104,9 +110,12 @@ class TextFormat:
         if not isinstance(data.get("chat_template", False), bool):
             raise ValueError(f"{where}: chat_template must be true or false, got {data['chat_template']!r}")
         try:
-            return cls(special_tokens=data.get("special_tokens"), query_prompt=str(data.get("query_prompt") or ""),
-                       document_prompt=str(data.get("document_prompt") or ""),
-                       chat_template=bool(data.get("chat_template", False)))
+            return cls(
+                special_tokens=data.get("special_tokens"),
+                query_prompt=str(data.get("query_prompt") or ""),
+                document_prompt=str(data.get("document_prompt") or ""),
+                chat_template=bool(data.get("chat_template", False)),
+            )
         except ValueError as e:
             raise ValueError(f"{where}: {e}") from None
 
@@ -172,13 +181,16 @@ class Formatter:
             qs, qe, ds, de = (bracket_token_id(tokenizer, t) for t in BRACKETS[fmt.special_tokens])
             self.brackets = {"query": (qs, qe), "document": (ds, de)}
         if fmt.chat_template and not getattr(tokenizer, "chat_template", None):
-            raise ValueError("--chat-template (chat_template=True) was asked for, but this tokenizer has no chat "
-                             "template (tokenizer_config.json 'chat_template' or chat_template.jinja)")
+            raise ValueError(
+                "--chat-template (chat_template=True) was asked for, but this tokenizer has no chat "
+                "template (tokenizer_config.json 'chat_template' or chat_template.jinja)"
+            )
         self.prefix, self.suffix = own_special_tokens(tokenizer)
         self._parts: dict[str, tuple[int, list[int]]] = {}
 
-    def __call__(self, texts: Sequence[str], role: Role | None, max_seq_length: int,
-                 lower: bool = False) -> list[list[int]]:
+    def __call__(
+        self, texts: Sequence[str], role: Role | None, max_seq_length: int, lower: bool = False
+    ) -> list[list[int]]:
         """Token ids of each text in ``role``; ``[n] -> n lists`` of at most ``max_seq_length`` ids,
         no padding. Texts are stripped of outer whitespace (as SGPT and sentence-transformers
         before v6 do; chat messages are not, as in sentence-transformers 6) and the role's prompt
@@ -205,15 +217,31 @@ class Formatter:
         texts = [(prompt + t.strip()).lower() if lower else prompt + t.strip() for t in texts]
         bracket = self.brackets.get(role or "")
         if bracket is None:
-            enc = self.tokenizer(texts, add_special_tokens=True, truncation=True, max_length=max_seq_length,
-                                 padding=False, return_attention_mask=False, return_token_type_ids=False)
+            enc = self.tokenizer(
+                texts,
+                add_special_tokens=True,
+                truncation=True,
+                max_length=max_seq_length,
+                padding=False,
+                return_attention_mask=False,
+                return_token_type_ids=False,
+            )
             return [list(ids) for ids in enc["input_ids"]]
         budget = max_seq_length - len(self.prefix) - len(self.suffix) - 2
         if budget < 1:
-            raise ValueError(f"max_seq_length {max_seq_length} leaves no room for text between the "
-                             f"{self.format.special_tokens} brackets and the tokenizer's special tokens")
-        enc = self.tokenizer(texts, add_special_tokens=False, truncation=True, max_length=budget,
-                             padding=False, return_attention_mask=False, return_token_type_ids=False)
+            raise ValueError(
+                f"max_seq_length {max_seq_length} leaves no room for text between the "
+                f"{self.format.special_tokens} brackets and the tokenizer's special tokens"
+            )
+        enc = self.tokenizer(
+            texts,
+            add_special_tokens=False,
+            truncation=True,
+            max_length=budget,
+            padding=False,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )
         start, end = bracket
         return [self.prefix + [start] + list(ids) + [end] + self.suffix for ids in enc["input_ids"]]
 
@@ -230,16 +258,25 @@ class Formatter:
         """
         head_length, tail = self._template_parts(system)
         if max_seq_length <= head_length + len(tail):
-            raise ValueError(f"max_seq_length {max_seq_length} leaves no room for text in the chat template "
-                             f"(its head and tail take {head_length + len(tail)} tokens); use at least "
-                             f"{head_length + len(tail) + 1}, or --no-chat-template / chat_template=False")
+            raise ValueError(
+                f"max_seq_length {max_seq_length} leaves no room for text in the chat template "
+                f"(its head and tail take {head_length + len(tail)} tokens); use at least "
+                f"{head_length + len(tail) + 1}, or --no-chat-template / chat_template=False"
+            )
         rendered = self.tokenizer.apply_chat_template([conversation(system, t) for t in texts], tokenize=False)
-        enc = self.tokenizer(list(rendered), add_special_tokens=False, truncation=True, max_length=max_seq_length,
-                             padding=False, return_attention_mask=False, return_token_type_ids=False)
+        enc = self.tokenizer(
+            list(rendered),
+            add_special_tokens=False,
+            truncation=True,
+            max_length=max_seq_length,
+            padding=False,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )
         rows = [list(ids) for ids in enc["input_ids"]]
         for row in rows:
             if len(row) >= max_seq_length and tail:
-                row[-len(tail):] = tail
+                row[-len(tail) :] = tail
         return rows
 
     def template_tail(self, system: str = "") -> list[int]:
@@ -252,13 +289,17 @@ class Formatter:
         """(number of ids before the user's text, ids after it) of the template with ``system``:
         the common start and end of two renders with different texts (cached)."""
         if system not in self._parts:
-            first, second = (self.tokenizer(self.tokenizer.apply_chat_template(
-                conversation(system, filler), tokenize=False), add_special_tokens=False)["input_ids"]
-                for filler in ("0", "1 2 3 4"))
+            first, second = (
+                self.tokenizer(
+                    self.tokenizer.apply_chat_template(conversation(system, filler), tokenize=False),
+                    add_special_tokens=False,
+                )["input_ids"]
+                for filler in ("0", "1 2 3 4")
+            )
             shortest = min(len(first), len(second))
             start = next((i for i, (a, b) in enumerate(zip(first, second)) if a != b), shortest)
             end = next((i for i, (a, b) in enumerate(zip(reversed(first), reversed(second))) if a != b), shortest)
-            tail = list(first[len(first) - end:]) if 0 < end < shortest else []
+            tail = list(first[len(first) - end :]) if 0 < end < shortest else []
             self._parts[system] = (start, tail)
         return self._parts[system]
 
@@ -281,6 +322,6 @@ def own_special_tokens(tokenizer: PreTrainedTokenizerBase) -> tuple[list[int], l
     plain = list(tokenizer(probe, add_special_tokens=False)["input_ids"])
     full = list(tokenizer(probe, add_special_tokens=True)["input_ids"])
     for start in range(len(full) - len(plain) + 1):
-        if full[start: start + len(plain)] == plain:
-            return full[:start], full[start + len(plain):]
+        if full[start : start + len(plain)] == plain:
+            return full[:start], full[start + len(plain) :]
     raise ValueError("cannot find where this tokenizer puts its special tokens; use prompts instead of brackets")

@@ -12,8 +12,10 @@ from typing import Literal
 from torch import Tensor, nn
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"identity": nn.Identity, "gelu": nn.GELU, "tanh": nn.Tanh, "relu": nn.ReLU}
-_ST_NAMES = {cls: f"torch.nn.modules.{'linear' if cls is nn.Identity else 'activation'}.{cls.__name__}"
-             for cls in ACTIVATIONS.values()}
+_ST_NAMES = {
+    cls: f"torch.nn.modules.{'linear' if cls is nn.Identity else 'activation'}.{cls.__name__}"
+    for cls in ACTIVATIONS.values()
+}
 
 
 def activation_from_string(name: str) -> str:
@@ -41,14 +43,26 @@ class Dense(nn.Module):
             (``[b, s, d_in] -> [b, s, d_out]``).
     """
 
-    def __init__(self, in_features: int, out_features: int, *, bias: bool = True, activation: str = "identity",
-                 position: Literal["before", "after"] = "after") -> None:
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        bias: bool = True,
+        activation: str = "identity",
+        position: Literal["before", "after"] = "after",
+    ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"Dense: unknown activation {activation!r}; expected one of {', '.join(ACTIVATIONS)}")
         if position not in ("before", "after"):
             raise ValueError(f"Dense: position must be 'before' or 'after' pooling, got {position!r}")
-        self.in_features, self.out_features, self.activation, self.position = in_features, out_features, activation, position
+        self.in_features, self.out_features, self.activation, self.position = (
+            in_features,
+            out_features,
+            activation,
+            position,
+        )
         self.linear = nn.Linear(in_features, out_features, bias=bias)
         self.act = ACTIVATIONS[activation]()
 

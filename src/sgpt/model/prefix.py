@@ -105,7 +105,8 @@ def transformer_states(tower: nn.Module, input_ids: Tensor, attention_mask: Tens
     name = _cache_argument(tower)
     cache = head[name]
     cache.batch_repeat_interleave(input_ids.shape[0])  # [1, heads, n, d] -> [b, heads, n, d], differentiable
-    rest = tower(input_ids=input_ids[:, n:], attention_mask=attention_mask, use_cache=False,
-                 **{name: cache}).last_hidden_state  # [b, s - n, h]
+    rest = tower(
+        input_ids=input_ids[:, n:], attention_mask=attention_mask, use_cache=False, **{name: cache}
+    ).last_hidden_state  # [b, s - n, h]
     shared = head.last_hidden_state.expand(input_ids.shape[0], -1, -1)  # [b, n, h]
     return torch.cat([shared, rest], dim=1)

@@ -96,8 +96,14 @@ def train_nli(
         also written to ``<output>/eval/results.json``.
     """
     check_output(Path(cfg.output), cfg.resume)  # before any work: refuse a folder the run would destroy
-    model = load(model_name, pooling=pooling, default_pooling="weightedmean", max_seq_length=max_seq_length,
-                 dtype=dtype, chat_template=chat_template)
+    model = load(
+        model_name,
+        pooling=pooling,
+        default_pooling="weightedmean",
+        max_seq_length=max_seq_length,
+        dtype=dtype,
+        chat_template=chat_template,
+    )
     apply_freezing(model, freeze=freeze, freezenonbias=freezenonbias)  # model errors before reading the data
     examples = load_examples(train_data, seed=cfg.seed, skip_bad_rows=skip_bad_rows)
     test_path = test_data or dev_data

@@ -29,8 +29,14 @@ logger = logging.getLogger("sgpt.train")
 SELECTION_METRIC = "ndcg@10"
 
 
-def load_retrieval_examples(paths: Sequence[str | Path], *, split: str = "train", negatives: str | Path | None = None,
-                            skip_bad_rows: bool = False, mined_dir: str | Path | None = None) -> list[RetrievalExample]:
+def load_retrieval_examples(
+    paths: Sequence[str | Path],
+    *,
+    split: str = "train",
+    negatives: str | Path | None = None,
+    skip_bad_rows: bool = False,
+    mined_dir: str | Path | None = None,
+) -> list[RetrievalExample]:
     """Training queries from every path: a BEIR-layout folder (its ``split`` qrels; hard negatives
     by id from ``negatives``, a ``sgpt mine-negatives`` file, or ``"bm25"`` to mine them now with
     BM25, top 30, written to ``mined_dir``) or a generic ``{query, pos: [...], neg: [...]}`` jsonl file.
@@ -47,14 +53,16 @@ def load_retrieval_examples(paths: Sequence[str | Path], *, split: str = "train"
     for path in unique:
         if not path.is_dir():
             if negatives is not None:
-                logger.warning("%s: --negatives applies to BEIR-layout folders; this file's own 'neg' "
-                               "lists are used", path)
+                logger.warning(
+                    "%s: --negatives applies to BEIR-layout folders; this file's own 'neg' lists are used", path
+                )
             examples.extend(read_retrieval_examples(path, skip_bad_rows=skip_bad_rows))
             continue
         source = negatives
         if negatives == "bm25":
-            source = mine_bm25_negatives(path, split, Path(mined_dir or ".") / f"{path.name}-bm25.jsonl",
-                                         skip_bad_rows=skip_bad_rows)
+            source = mine_bm25_negatives(
+                path, split, Path(mined_dir or ".") / f"{path.name}-bm25.jsonl", skip_bad_rows=skip_bad_rows
+            )
         examples.extend(beir_examples(path, split, source, skip_bad_rows=skip_bad_rows))
     if not examples:
         raise ValueError(f"no training queries in {', '.join(map(str, paths))}")
@@ -84,24 +92,29 @@ def with_negatives(examples: list[RetrievalExample], negatives_per_query: int) -
         return examples, 0
     kept = [e for e in examples if e.negatives]
     if not kept:
-        logger.warning("no hard negatives (--negatives): training with in-batch negatives only; mine some with "
-                       "`sgpt mine-negatives` or pass --negatives bm25")
+        logger.warning(
+            "no hard negatives (--negatives): training with in-batch negatives only; mine some with "
+            "`sgpt mine-negatives` or pass --negatives bm25"
+        )
         return examples, 0
     if len(kept) < len(examples):
-        logger.warning("%d of %d training queries have no hard negative and are left out",
-                       len(examples) - len(kept), len(examples))
+        logger.warning(
+            "%d of %d training queries have no hard negative and are left out", len(examples) - len(kept), len(examples)
+        )
     return kept, negatives_per_query
 
 
-def beir_evaluator(path: str | Path, split: str, batch_size: int, *, precision: str | None = None,
-                   skip_bad_rows: bool = False):
+def beir_evaluator(
+    path: str | Path, split: str, batch_size: int, *, precision: str | None = None, skip_bad_rows: bool = False
+):
     """``model -> metrics`` (nDCG@k, MAP, recall, MRR) on a BEIR-layout split; data read once.
     Encoding shows progress bars on the main process."""
     data = load_beir(path, split, skip_bad_rows=skip_bad_rows)
 
     def run(model: BiEncoder) -> dict:
-        return evaluate_retrieval(model, data, batch_size=batch_size, precision=precision,
-                                  show_progress=is_main_process())
+        return evaluate_retrieval(
+            model, data, batch_size=batch_size, precision=precision, show_progress=is_main_process()
+        )
 
     return run
 
@@ -168,17 +181,34 @@ def train_retrieval(
     """
     check_output(Path(cfg.output), cfg.resume)  # before any work: refuse a folder the run would destroy
     load_kwargs = {"asym": True} if asym else {}
-    model = load(model_name, pooling=pooling, default_pooling="weightedmean", max_seq_length=max_seq_length,
-                 dtype=dtype,
-                 special_tokens=special_tokens, query_prompt=query_prompt, document_prompt=document_prompt,
-                 chat_template=chat_template, **load_kwargs)
+    model = load(
+        model_name,
+        pooling=pooling,
+        default_pooling="weightedmean",
+        max_seq_length=max_seq_length,
+        dtype=dtype,
+        special_tokens=special_tokens,
+        query_prompt=query_prompt,
+        document_prompt=document_prompt,
+        chat_template=chat_template,
+        **load_kwargs,
+    )
     apply_freezing(model, freeze=freeze, freezenonbias=freezenonbias)  # model errors before reading/mining data
-    examples = load_retrieval_examples(train_data, split=split, negatives=negatives, skip_bad_rows=skip_bad_rows,
-                                       mined_dir=Path(cfg.output) / "negatives")
+    examples = load_retrieval_examples(
+        train_data,
+        split=split,
+        negatives=negatives,
+        skip_bad_rows=skip_bad_rows,
+        mined_dir=Path(cfg.output) / "negatives",
+    )
     examples, negatives_per_query = with_negatives(examples, negatives_per_query)
     logger.info("%d training queries, %d hard negatives each", len(examples), negatives_per_query)
-    tests = {Path(p).name: beir_evaluator(p, eval_split, cfg.eval_batch_size, precision=eval_precision,
-                                          skip_bad_rows=skip_bad_rows) for p in eval_data}
+    tests = {
+        Path(p).name: beir_evaluator(
+            p, eval_split, cfg.eval_batch_size, precision=eval_precision, skip_bad_rows=skip_bad_rows
+        )
+        for p in eval_data
+    }
     before = None
     if eval_before and is_main_process():
         before = {name: run(model) for name, run in tests.items()}
@@ -187,8 +217,9 @@ def train_retrieval(
     cfg = dataclasses.replace(cfg, selection_metric=SELECTION_METRIC)  # what a dev set would select on
     dev = None
     if dev_data is not None:
-        dev = beir_evaluator(dev_data, dev_split, cfg.eval_batch_size, precision=eval_precision,
-                             skip_bad_rows=skip_bad_rows)
+        dev = beir_evaluator(
+            dev_data, dev_split, cfg.eval_batch_size, precision=eval_precision, skip_bad_rows=skip_bad_rows
+        )
     data = RoundRobinExamples(examples, negatives_per_query=negatives_per_query, seed=cfg.seed)
     summary = fit(model, data, cfg, evaluator=dev, roles=QUERY_DOCUMENT)
     if not is_main_process():

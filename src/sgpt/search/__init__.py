@@ -11,8 +11,13 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_LAZY = {"Hit": "sgpt.search.index", "Index": "sgpt.search.index", "build_index": "sgpt.search.build",
-         "BM25Retriever": "sgpt.search.bm25", "mine_negatives": "sgpt.search.mining"}
+_LAZY = {
+    "Hit": "sgpt.search.index",
+    "Index": "sgpt.search.index",
+    "build_index": "sgpt.search.build",
+    "BM25Retriever": "sgpt.search.bm25",
+    "mine_negatives": "sgpt.search.mining",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -47,8 +47,9 @@ class BM25Retriever:
         ValueError: ``corpus`` is empty.
     """
 
-    def __init__(self, corpus: Mapping[str, Mapping | str], *, k1: float = 1.5, b: float = 0.75,
-                 show_progress: bool = False) -> None:
+    def __init__(
+        self, corpus: Mapping[str, Mapping | str], *, k1: float = 1.5, b: float = 0.75, show_progress: bool = False
+    ) -> None:
         bm25s = _bm25s()
         if not corpus:
             raise ValueError("BM25Retriever: the corpus is empty")
@@ -61,11 +62,17 @@ class BM25Retriever:
     def _tokenize(self, texts: list[str]):
         import Stemmer
 
-        return _bm25s().tokenize(texts, stopwords="en", stemmer=Stemmer.Stemmer("english"), return_ids=False,
-                              show_progress=self.show_progress)
+        return _bm25s().tokenize(
+            texts,
+            stopwords="en",
+            stemmer=Stemmer.Stemmer("english"),
+            return_ids=False,
+            show_progress=self.show_progress,
+        )
 
-    def search(self, queries: Mapping[str, str], k: int, *,
-               remove_self_hits: bool = True) -> dict[str, dict[str, float]]:
+    def search(
+        self, queries: Mapping[str, str], k: int, *, remove_self_hits: bool = True
+    ) -> dict[str, dict[str, float]]:
         """Top-``k`` documents of every query by BM25 score.
 
         Only documents sharing at least one (stemmed, non-stop-word) term with the query are returned
@@ -96,11 +103,15 @@ class BM25Retriever:
         asked = [i for i, row in enumerate(tokens) if row]
         if not asked:
             return results
-        idx, scores = self._bm25.retrieve([tokens[i] for i in asked], k=fetch, show_progress=self.show_progress,
-                                          n_threads=1)
+        idx, scores = self._bm25.retrieve(
+            [tokens[i] for i in asked], k=fetch, show_progress=self.show_progress, n_threads=1
+        )
         for row, row_i, row_s in zip(asked, np.asarray(idx), np.asarray(scores, dtype=np.float64)):
             qid = qids[row]
-            hits = {self.doc_ids[i]: float(s) for i, s in zip(row_i.tolist(), row_s.tolist())
-                    if s > 0 and not (remove_self_hits and self.doc_ids[i] == qid)}
+            hits = {
+                self.doc_ids[i]: float(s)
+                for i, s in zip(row_i.tolist(), row_s.tolist())
+                if s > 0 and not (remove_self_hits and self.doc_ids[i] == qid)
+            }
             results[qid] = dict(list(hits.items())[:k])
         return results

@@ -76,7 +76,9 @@ def _write_docs(folder: Path, ids: Sequence[str], texts: Sequence[str]) -> None:
     offsets = np.zeros(len(ids) + 1, dtype=np.int64)
     with open(folder / DOCS_FILE, "wb") as f:
         for row, (doc_id, text) in enumerate(zip(ids, texts)):
-            line = (json.dumps({"id": doc_id, "text": text}, ensure_ascii=False) + "\n").encode("utf-8", "surrogatepass")
+            line = (json.dumps({"id": doc_id, "text": text}, ensure_ascii=False) + "\n").encode(
+                "utf-8", "surrogatepass"
+            )
             f.write(line)
             offsets[row + 1] = offsets[row] + len(line)
     np.save(folder / OFFSETS_FILE, offsets)
@@ -148,17 +150,27 @@ def build_index(
         raise ValueError(f"{out_dir}: exists and is not an sgpt index; refusing to replace it (choose another --out)")
     ids, texts = _read_documents(corpus_path)
     n = len(ids)
-    params = index_params(index_type, n, nlist=nlist, nprobe=nprobe, m=m, ef_construction=ef_construction,
-                          ef_search=ef_search)
+    params = index_params(
+        index_type, n, nlist=nlist, nprobe=nprobe, m=m, ef_construction=ef_construction, ef_search=ef_search
+    )
     load_kwargs = dict(load_kwargs or {})
     model, given_name = resolve_model(model, load_kwargs)
     record = _model_record(model, model_name or given_name, load_kwargs)
     signature = json_normal(model.signature())
     dim = int(model.embedding_dim)
-    corpus = {"path": str(corpus_path.resolve()), "size_bytes": corpus_path.stat().st_size,
-              "sha256": corpus_fingerprint(ids, texts)}
-    key = {"corpus_sha256": corpus["sha256"], "n_docs": n, "weights_sha256": record["weights_sha256"],
-           "signature": signature, "precision": precision or "float32", "shard_size": shard_size}
+    corpus = {
+        "path": str(corpus_path.resolve()),
+        "size_bytes": corpus_path.stat().st_size,
+        "sha256": corpus_fingerprint(ids, texts),
+    }
+    key = {
+        "corpus_sha256": corpus["sha256"],
+        "n_docs": n,
+        "weights_sha256": record["weights_sha256"],
+        "signature": signature,
+        "precision": precision or "float32",
+        "shard_size": shard_size,
+    }
     work = out_dir.resolve()
     store = ShardStore(work.with_name(work.name + ".partial"), key, resume=resume)
 
@@ -175,8 +187,9 @@ def build_index(
             emb = np.empty((hi - lo, dim), dtype=np.float32)
             for a in range(lo, hi, chunk):
                 b = min(hi, a + chunk)
-                emb[a - lo:b - lo] = model.encode_documents(texts[a:b], batch_size=batch_size, normalize=True,
-                                                            precision=precision)
+                emb[a - lo : b - lo] = model.encode_documents(
+                    texts[a:b], batch_size=batch_size, normalize=True, precision=precision
+                )
                 bar.update(b - a)
             store.write(shard, ids[lo:hi], emb)
     if reused:
@@ -184,9 +197,17 @@ def build_index(
 
     index = make_faiss_index(params, [store.load(s) for s in range(n_shards)], dim)
     manifest = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "sgpt_version": __version__,
-        "model": record, "signature": signature, "precision": precision or "float32",
-        "index": params, "n_docs": n, "dim": dim, "corpus": corpus, "shard_size": shard_size,
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "sgpt_version": __version__,
+        "model": record,
+        "signature": signature,
+        "precision": precision or "float32",
+        "index": params,
+        "n_docs": n,
+        "dim": dim,
+        "corpus": corpus,
+        "shard_size": shard_size,
     }
     import faiss
 
@@ -197,5 +218,3 @@ def build_index(
     store.remove()
     logger.debug("indexed %d documents (d=%d, %s) in %s", n, dim, index_type, out_dir)
     return out_dir
-
-

@@ -85,8 +85,10 @@ def exact_search(
     q_emb = _as_tensor(query_emb, "query_emb")
     d_emb = _as_tensor(doc_emb, "doc_emb").to(q_emb.device)
     if q_emb.shape[1] != d_emb.shape[1]:
-        raise ValueError(f"query_emb is [{q_emb.shape[0]}, {q_emb.shape[1]}] but doc_emb is "
-                         f"[{d_emb.shape[0]}, {d_emb.shape[1]}]: the dimensions differ")
+        raise ValueError(
+            f"query_emb is [{q_emb.shape[0]}, {q_emb.shape[1]}] but doc_emb is "
+            f"[{d_emb.shape[0]}, {d_emb.shape[1]}]: the dimensions differ"
+        )
     _check_ids(doc_ids, d_emb.shape[0], "doc_ids", "doc_emb")
     _check_ids(query_ids, q_emb.shape[0], "query_ids", "query_emb")
     if k < 1 or chunk_size < 1 or query_chunk_size < 1:
@@ -99,11 +101,11 @@ def exact_search(
     keep = min(k + 1, n)
     results: Results = {}
     for q0 in range(0, q_emb.shape[0], query_chunk_size):
-        block = q_emb[q0:q0 + query_chunk_size]
+        block = q_emb[q0 : q0 + query_chunk_size]
         top_s = torch.empty(block.shape[0], 0, dtype=torch.float32, device=block.device)
         top_i = torch.empty(block.shape[0], 0, dtype=torch.long, device=block.device)
         for d0 in range(0, n, chunk_size):
-            scores = torch.nan_to_num(block @ d_emb[d0:d0 + chunk_size].T, nan=-1.0)  # [b, chunk]
+            scores = torch.nan_to_num(block @ d_emb[d0 : d0 + chunk_size].T, nan=-1.0)  # [b, chunk]
             s, i = _top_by_position(scores, min(keep, scores.shape[1]))
             top_s, top_i = _merge(top_s, top_i, s, i + d0, keep)
         for row, (s_row, i_row) in enumerate(zip(top_s.tolist(), top_i.tolist())):
@@ -150,8 +152,9 @@ def _sort_desc(s: torch.Tensor, i: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     return s_sorted, torch.gather(i, 1, order)
 
 
-def _merge(s1: torch.Tensor, i1: torch.Tensor, s2: torch.Tensor, i2: torch.Tensor,
-           m: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _merge(
+    s1: torch.Tensor, i1: torch.Tensor, s2: torch.Tensor, i2: torch.Tensor, m: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Best ``m`` of two candidate lists (ties: lower corpus position first)."""
     s, i = torch.cat([s1, s2], dim=1), torch.cat([i1, i2], dim=1)
     i, by_pos = torch.sort(i, dim=1)
@@ -197,8 +200,10 @@ def retrieve(
         ValueError: ``data`` has no queries or no documents, or ``model`` has neither interface.
     """
     if not data.queries or not data.corpus:
-        raise ValueError(f"{data.name or 'data'}: {len(data.queries)} queries and {len(data.corpus)} documents; "
-                         "need at least one of each")
+        raise ValueError(
+            f"{data.name or 'data'}: {len(data.queries)} queries and {len(data.corpus)} documents; "
+            "need at least one of each"
+        )
     qids = list(data.queries)
     if hasattr(model, "encode_queries") and hasattr(model, "encode_documents"):
         extra: dict[str, Any] = {"show_progress": show_progress}
@@ -206,8 +211,7 @@ def retrieve(
             extra["precision"] = precision
         doc_ids = list(data.corpus)
         q_emb = model.encode_queries([data.queries[q] for q in qids], batch_size=batch_size, **extra)
-        d_emb = model.encode_documents([document_text(data.corpus[d]) for d in doc_ids],
-                                       batch_size=batch_size, **extra)
+        d_emb = model.encode_documents([document_text(data.corpus[d]) for d in doc_ids], batch_size=batch_size, **extra)
         return exact_search(q_emb, d_emb, doc_ids, qids, k, score=score)
     if hasattr(model, "search"):
         return remove_self_hits(model.search(data.queries, k))

@@ -26,8 +26,16 @@ TRAIN_POINTS_PER_LIST = 256  # IVF k-means sample: at most this many vectors per
 MIN_POINTS_PER_LIST = 39  # faiss's k-means wants at least this many training vectors per list
 
 
-def index_params(index_type: str, n: int, *, nlist: int | None = None, nprobe: int | None = None, m: int = 32,
-                 ef_construction: int = 200, ef_search: int = 128) -> dict:
+def index_params(
+    index_type: str,
+    n: int,
+    *,
+    nlist: int | None = None,
+    nprobe: int | None = None,
+    m: int = 32,
+    ef_construction: int = 200,
+    ef_search: int = 128,
+) -> dict:
     """The manifest's ``index`` entry, defaults filled in and checked (see :func:`build_index`).
 
     Args:
@@ -54,8 +62,9 @@ def index_params(index_type: str, n: int, *, nlist: int | None = None, nprobe: i
         params.update(nlist=nlist, nprobe=nprobe)
     elif index_type == "hnsw":
         if m < 2 or ef_construction < 1 or ef_search < 1:
-            raise ValueError(f"hnsw: need m >= 2, ef_construction >= 1, ef_search >= 1; got {m}, "
-                             f"{ef_construction}, {ef_search}")
+            raise ValueError(
+                f"hnsw: need m >= 2, ef_construction >= 1, ef_search >= 1; got {m}, {ef_construction}, {ef_search}"
+            )
         params.update(m=m, ef_construction=ef_construction, ef_search=ef_search)
     return params
 
@@ -80,9 +89,14 @@ def make_faiss_index(params: Mapping[str, Any], shards: Sequence[np.ndarray], di
         sample = _training_sample(shards, nlist * TRAIN_POINTS_PER_LIST)
         if len(sample) < nlist * MIN_POINTS_PER_LIST:
             if nlist > 1:
-                logger.warning("ivf: %d documents for nlist=%d lists is fewer than the %d per list faiss's k-means "
-                               "wants; a smaller nlist (at most %d) clusters better", len(sample), nlist,
-                               MIN_POINTS_PER_LIST, max(1, len(sample) // MIN_POINTS_PER_LIST))
+                logger.warning(
+                    "ivf: %d documents for nlist=%d lists is fewer than the %d per list faiss's k-means "
+                    "wants; a smaller nlist (at most %d) clusters better",
+                    len(sample),
+                    nlist,
+                    MIN_POINTS_PER_LIST,
+                    max(1, len(sample) // MIN_POINTS_PER_LIST),
+                )
             index.cp.min_points_per_centroid = 1  # said above (or nothing to say for one list): no faiss warning
         index.train(sample)
         index.nprobe = int(params["nprobe"])

@@ -83,8 +83,9 @@ class Index:
         faiss_index: the FAISS index (rows = ``docs.jsonl`` lines).
     """
 
-    def __init__(self, path: Path, manifest: dict, faiss_index: faiss.Index, offsets: np.ndarray,
-                 model: BiEncoder | None = None) -> None:
+    def __init__(
+        self, path: Path, manifest: dict, faiss_index: faiss.Index, offsets: np.ndarray, model: BiEncoder | None = None
+    ) -> None:
         self.path = path
         self.manifest = manifest
         self.faiss_index = faiss_index
@@ -111,30 +112,38 @@ class Index:
 
         path = Path(path)
         if path.exists() and not path.is_dir():
-            raise NotADirectoryError(f"{path}: is a file, not an index folder (give the folder written by "
-                                     "`sgpt index build`)")
+            raise NotADirectoryError(
+                f"{path}: is a file, not an index folder (give the folder written by `sgpt index build`)"
+            )
         if not path.is_dir():
             raise FileNotFoundError(f"{path}: no such index folder")
         for name in (MANIFEST, INDEX_FILE, DOCS_FILE, OFFSETS_FILE):
             if not (path / name).is_file():
-                raise FileNotFoundError(f"{path / name}: missing; {path} is not a complete sgpt index "
-                                        "(build it with `sgpt index build`)")
+                raise FileNotFoundError(
+                    f"{path / name}: missing; {path} is not a complete sgpt index (build it with `sgpt index build`)"
+                )
         manifest = read_json(path / MANIFEST)
         where = path / MANIFEST
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-            raise ValueError(f"{where}: field \"format\": expected {FORMAT!r}, got "
-                             f"{manifest.get('format') if isinstance(manifest, dict) else manifest!r}")
+            raise ValueError(
+                f'{where}: field "format": expected {FORMAT!r}, got '
+                f"{manifest.get('format') if isinstance(manifest, dict) else manifest!r}"
+            )
         if manifest.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{where}: field \"format_version\": this sgpt reads version {FORMAT_VERSION}, "
-                             f"got {manifest.get('format_version')!r}")
+            raise ValueError(
+                f'{where}: field "format_version": this sgpt reads version {FORMAT_VERSION}, '
+                f"got {manifest.get('format_version')!r}"
+            )
         for field in ("model", "signature", "precision", "index", "n_docs", "dim"):
             if field not in manifest:
-                raise ValueError(f"{where}: field \"{field}\": missing")
+                raise ValueError(f'{where}: field "{field}": missing')
         index = faiss.read_index(str(path / INDEX_FILE))
         offsets = np.load(path / OFFSETS_FILE)
         if index.ntotal != manifest["n_docs"] or len(offsets) != manifest["n_docs"] + 1 or index.d != manifest["dim"]:
-            raise ValueError(f"{where}: n_docs={manifest['n_docs']}, dim={manifest['dim']} but {INDEX_FILE} holds "
-                             f"{index.ntotal} x {index.d} and {DOCS_FILE} {len(offsets) - 1} documents")
+            raise ValueError(
+                f"{where}: n_docs={manifest['n_docs']}, dim={manifest['dim']} but {INDEX_FILE} holds "
+                f"{index.ntotal} x {index.d} and {DOCS_FILE} {len(offsets) - 1} documents"
+            )
         out = cls(path, manifest, index, offsets)
         if model is not None:
             out._model = out.check_model(resolve_model(model, {})[0])
@@ -188,7 +197,8 @@ class Index:
             raise ValueError(
                 f"{self.path / MANIFEST}: the query model does not match the index (index vs query model: "
                 f"{'; '.join(diffs)}); embed queries with the model the index was built with "
-                f"({self.manifest['model']['name_or_path'] or 'see manifest.json'})")
+                f"({self.manifest['model']['name_or_path'] or 'see manifest.json'})"
+            )
         if weights_fingerprint(model) != self.manifest["model"]["weights_sha256"]:
             logger.warning("%s: the query model's weights differ from the document model's", self.path)
         return model
@@ -206,8 +216,10 @@ class Index:
             model = self.recorded_model()
             record = self.manifest["model"]
             if weights_fingerprint(model) != record["weights_sha256"]:
-                raise ValueError(f"{self.path / MANIFEST}: the model at {record['name_or_path']} has changed since "
-                                 "the index was built (weights differ); pass the model the index was built with")
+                raise ValueError(
+                    f"{self.path / MANIFEST}: the model at {record['name_or_path']} has changed since "
+                    "the index was built (weights differ); pass the model the index was built with"
+                )
             self._model = model
         return self._model
 
@@ -229,8 +241,16 @@ class Index:
         return self.check_model(sgpt.load(record["name_or_path"], **kwargs))
 
     # ------------------------------------------------------------------ search
-    def search(self, queries: str | Sequence[str], k: int = 10, model: BiEncoder | None = None, *,
-               batch_size: int = 32, nprobe: int | None = None, ef_search: int | None = None) -> list[list[Hit]]:
+    def search(
+        self,
+        queries: str | Sequence[str],
+        k: int = 10,
+        model: BiEncoder | None = None,
+        *,
+        batch_size: int = 32,
+        nprobe: int | None = None,
+        ef_search: int | None = None,
+    ) -> list[list[Hit]]:
         """The ``k`` best documents for each query.
 
         Queries are embedded with ``model.encode_queries(..., normalize=True)`` at the index's
@@ -258,12 +278,14 @@ class Index:
             return []
         model = self.model if model is None or model is self._model else self.check_model(model)
         precision = self.manifest.get("precision")
-        q = model.encode_queries(items, batch_size=batch_size, normalize=True,
-                                 precision=None if precision == "float32" else precision)
+        q = model.encode_queries(
+            items, batch_size=batch_size, normalize=True, precision=None if precision == "float32" else precision
+        )
         return self.search_vectors(q.reshape(len(items), -1), k, nprobe=nprobe, ef_search=ef_search)
 
-    def search_vectors(self, q_emb: np.ndarray, k: int = 10, *, nprobe: int | None = None,
-                       ef_search: int | None = None) -> list[list[Hit]]:
+    def search_vectors(
+        self, q_emb: np.ndarray, k: int = 10, *, nprobe: int | None = None, ef_search: int | None = None
+    ) -> list[list[Hit]]:
         """The ``k`` best documents for each query vector (scores: inner products).
 
         Args:
@@ -301,8 +323,9 @@ class Index:
         self._warn_if_short(out, k, nprobe, ef_search)
         return out
 
-    def check_search_args(self, k: int, *, nprobe: int | None = None, ef_search: int | None = None,
-                          queries: Sequence[str] = ()) -> None:
+    def check_search_args(
+        self, k: int, *, nprobe: int | None = None, ef_search: int | None = None, queries: Sequence[str] = ()
+    ) -> None:
         """Check search arguments without searching (callers can fail fast, before loading a model).
 
         Raises:
@@ -350,11 +373,20 @@ class Index:
         else:
             used = params["ef_search"] if ef_search is None else ef_search
             advice = f"use a larger ef_search (--ef-search; now {used}, at least k={k})"
-        logger.warning("%s: the %s index returned fewer than k=%d hits for %d of %d queries (fewest: %d); %s",
-                       self.path, params["type"], k, len(short), len(out), min(short), advice)
+        logger.warning(
+            "%s: the %s index returned fewer than k=%d hits for %d of %d queries (fewest: %d); %s",
+            self.path,
+            params["type"],
+            k,
+            len(short),
+            len(out),
+            min(short),
+            advice,
+        )
 
 
-def search(index_dir: str | Path, queries: str | Sequence[str], k: int = 10,
-           model: BiEncoder | str | Path | None = None) -> list[list[Hit]]:
+def search(
+    index_dir: str | Path, queries: str | Sequence[str], k: int = 10, model: BiEncoder | str | Path | None = None
+) -> list[list[Hit]]:
     """``Index.load(index_dir, model).search(queries, k)`` in one call."""
     return Index.load(index_dir, model).search(queries, k)

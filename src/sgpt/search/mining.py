@@ -56,8 +56,9 @@ def mine_negatives(
         raise ValueError(f"k must be >= 1, got {k}")
     if num_negatives is not None and num_negatives < 0:
         raise ValueError(f"num_negatives must be >= 0, got {num_negatives}")
-    results = retrieve(model, data, k, batch_size=batch_size, score=score, show_progress=show_progress,
-                       precision=precision)
+    results = retrieve(
+        model, data, k, batch_size=batch_size, score=score, show_progress=show_progress, precision=precision
+    )
     rows = []
     for qid in data.queries:
         positives = [d for d, rel in data.qrels.get(qid, {}).items() if rel > 0]

@@ -110,7 +110,8 @@ class ShardStore:
                 raise ValueError(
                     f"{build_file}: the shards there belong to a different build "
                     f"(previous vs now: {'; '.join(diffs)}); refusing to mix them. "
-                    f"Delete {self.folder} or rebuild with resume=False (sgpt index build --no-resume)")
+                    f"Delete {self.folder} or rebuild with resume=False (sgpt index build --no-resume)"
+                )
         (self.folder / "shards").mkdir(parents=True, exist_ok=True)
         if not build_file.exists():
             write_json(build_file, self.key)

@@ -23,9 +23,23 @@ CHECKPOINTS = "checkpoints"
 TRAINER_STATE = "trainer_state.pt"
 
 # Settings that shape the training trajectory: a resumed run must have the same.
-RESUME_KEYS = ("batch_size", "lr", "epochs", "max_steps", "warmup_ratio", "warmup_steps", "weight_decay",
-               "grad_accum", "max_grad_norm", "seed", "precision", "scale", "gradcache", "data_parallel",
-               "selection_metric")
+RESUME_KEYS = (
+    "batch_size",
+    "lr",
+    "epochs",
+    "max_steps",
+    "warmup_ratio",
+    "warmup_steps",
+    "weight_decay",
+    "grad_accum",
+    "max_grad_norm",
+    "seed",
+    "precision",
+    "scale",
+    "gradcache",
+    "data_parallel",
+    "selection_metric",
+)
 
 
 def check_output(out: Path, resume: bool) -> None:
@@ -40,29 +54,44 @@ def check_output(out: Path, resume: bool) -> None:
     if not out.is_dir() or not any(out.iterdir()):
         return
     if not any((out / name).exists() for name in ("modules.json", "train_log.csv", CHECKPOINTS)):
-        raise ValueError(f"{out}: exists, is not empty and is not an sgpt model or training output; "
-                         "refusing to replace it (choose another --output)")
+        raise ValueError(
+            f"{out}: exists, is not empty and is not an sgpt model or training output; "
+            "refusing to replace it (choose another --output)"
+        )
     if not resume and latest_checkpoint(out) is not None:
-        raise ValueError(f"{out}: holds the checkpoints of an earlier run; pass --resume to continue it, "
-                         "or choose another --output")
+        raise ValueError(
+            f"{out}: holds the checkpoints of an earlier run; pass --resume to continue it, or choose another --output"
+        )
 
 
 def run_identity(cfg: TrainConfig, model: BiEncoder, n_examples: int) -> dict:
     """What a checkpoint must share with the run that resumes from it."""
     settings = cfg.to_dict()
-    return {"config": {k: settings[k] for k in RESUME_KEYS}, "n_examples": n_examples,
-            "processes": world_size(), "model": model.signature()}
+    return {
+        "config": {k: settings[k] for k in RESUME_KEYS},
+        "n_examples": n_examples,
+        "processes": world_size(),
+        "model": model.signature(),
+    }
 
 
-def save_checkpoint(out: Path, step: int, model: BiEncoder, optimizer, scheduler, log: RunLog, best: dict,
-                    run: dict) -> Path:
+def save_checkpoint(
+    out: Path, step: int, model: BiEncoder, optimizer, scheduler, log: RunLog, best: dict, run: dict
+) -> Path:
     """Write ``out/checkpoints/checkpoint-<step>``: the model folder (atomically), then
     ``trainer_state.pt`` (atomically, last: it marks the checkpoint complete)."""
     folder = out / CHECKPOINTS / f"checkpoint-{step}"
     model.save(folder)
-    state = {"step": step, "run": run, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "rng": rng_state(), "train_log": log.train, "eval_log": log.eval,
-             "best": {k: v for k, v in best.items()}}
+    state = {
+        "step": step,
+        "run": run,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": rng_state(),
+        "train_log": log.train,
+        "eval_log": log.eval,
+        "best": {k: v for k, v in best.items()},
+    }
     tmp = folder / f".{TRAINER_STATE}.tmp"
     torch.save(state, tmp)
     tmp.replace(folder / TRAINER_STATE)
@@ -71,13 +100,15 @@ def save_checkpoint(out: Path, step: int, model: BiEncoder, optimizer, scheduler
 
 def latest_checkpoint(out: Path) -> Path | None:
     """The complete checkpoint (one with ``trainer_state.pt``) of the highest step, or ``None``."""
-    done = [p for p in (out / CHECKPOINTS).glob("checkpoint-*")
-            if (p / TRAINER_STATE).exists() and p.name.split("-")[-1].isdigit()]
+    done = [
+        p
+        for p in (out / CHECKPOINTS).glob("checkpoint-*")
+        if (p / TRAINER_STATE).exists() and p.name.split("-")[-1].isdigit()
+    ]
     return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
-def restore_checkpoint(folder: Path, model: BiEncoder, optimizer, scheduler, log: RunLog, best: dict,
-                       run: dict) -> int:
+def restore_checkpoint(folder: Path, model: BiEncoder, optimizer, scheduler, log: RunLog, best: dict, run: dict) -> int:
     """Load a checkpoint written by :func:`save_checkpoint` into the live objects; returns its step.
 
     Raises:
@@ -89,13 +120,15 @@ def restore_checkpoint(folder: Path, model: BiEncoder, optimizer, scheduler, log
     state = torch.load(folder / TRAINER_STATE, map_location=model.device, weights_only=False)
     differ = differences(state.get("run", {}), run)
     if differ:
-        raise ValueError(f"{folder}: --resume needs the settings of the run that wrote this checkpoint; "
-                         f"differs: {'; '.join(differ)}")
+        raise ValueError(
+            f"{folder}: --resume needs the settings of the run that wrote this checkpoint; differs: {'; '.join(differ)}"
+        )
     saved = load(folder, device=model.device)
     missing, unexpected = model.load_state_dict(saved.state_dict(), strict=False)
     if missing or unexpected:
-        raise ValueError(f"{folder}: checkpoint does not match the model (missing {missing[:3]}, "
-                         f"unexpected {unexpected[:3]})")
+        raise ValueError(
+            f"{folder}: checkpoint does not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"])
@@ -119,4 +152,3 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-

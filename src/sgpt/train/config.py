@@ -8,8 +8,18 @@ from typing import Literal
 
 DATA_PARALLEL_MODES = ("shard", "replicate")
 PRECISIONS = ("auto", "fp32", "bf16")
-_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
 
 
 def parse_bytes(value: int | str) -> int:
@@ -116,8 +126,9 @@ class TrainConfig:
             errors.append(f"warmup_ratio must be in [0, 1], got {self.warmup_ratio}")
         if self.precision not in PRECISIONS:
             errors.append(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.chunk_size != "auto" and (not isinstance(self.chunk_size, int) or isinstance(self.chunk_size, bool)
-                                          or self.chunk_size < 1):
+        if self.chunk_size != "auto" and (
+            not isinstance(self.chunk_size, int) or isinstance(self.chunk_size, bool) or self.chunk_size < 1
+        ):
             errors.append(f"chunk_size must be an integer >= 1 or 'auto', got {self.chunk_size!r}")
         if self.max_memory is not None:
             try:

@@ -117,7 +117,7 @@ class _GatherWithGrad(torch.autograd.Function):
         grad = grad.contiguous().clone()
         dist.all_reduce(grad, op=dist.ReduceOp.SUM)
         start = sum(ctx.sizes[: dist.get_rank()])
-        return grad[start: start + ctx.sizes[dist.get_rank()]], None
+        return grad[start : start + ctx.sizes[dist.get_rank()]], None
 
 
 def gather_with_grad(x: Tensor, sizes: Sequence[int] | None = None) -> Tensor:

@@ -72,11 +72,12 @@ def split(n: int, chunk_size: int, order: Sequence[int] | None = None) -> list[l
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     rows = list(order) if order is not None else list(range(n))
-    return [rows[s: s + chunk_size] for s in range(0, n, chunk_size)]
+    return [rows[s : s + chunk_size] for s in range(0, n, chunk_size)]
 
 
-def embed_no_grad(embed: EmbedFn, groups: Sequence[Sequence[str]], chunk_size: int,
-                  order: OrderFn | None = None) -> tuple[list[Tensor], list[Chunk]]:
+def embed_no_grad(
+    embed: EmbedFn, groups: Sequence[Sequence[str]], chunk_size: int, order: OrderFn | None = None
+) -> tuple[list[Tensor], list[Chunk]]:
     """Step 1: every group embedded chunk by chunk without a graph -> (one tensor ``[n_g, d]`` per
     group in input order, the chunks with the random state each started from)."""
     reps, chunks = [], []
@@ -105,8 +106,15 @@ def cache_grads(loss_fn: LossFn, reps: Sequence[Tensor]) -> tuple[Tensor, list[T
     return loss.detach(), [torch.zeros_like(x) if g is None else g for x, g in zip(leaves, grads)]
 
 
-def replay_backward(embed: EmbedFn, groups: Sequence[Sequence[str]], chunks: Sequence[Chunk],
-                    grads: Sequence[Tensor], grad_output: Tensor | float = 1.0, *, replay_rng: bool = True) -> None:
+def replay_backward(
+    embed: EmbedFn,
+    groups: Sequence[Sequence[str]],
+    chunks: Sequence[Chunk],
+    grads: Sequence[Tensor],
+    grad_output: Tensor | float = 1.0,
+    *,
+    replay_rng: bool = True,
+) -> None:
     """Step 3: re-embed each chunk with a graph from its recorded random state and back-propagate
     ``grad_output * cached gradient``; parameter gradients accumulate in ``.grad``.
 
@@ -120,8 +128,15 @@ def replay_backward(embed: EmbedFn, groups: Sequence[Sequence[str]], chunks: Seq
         rep.backward(gradient=grad.to(rep.dtype))  # frees this chunk's graph before the next one
 
 
-def cached_loss(embed: EmbedFn, groups: Sequence[Sequence[str]], loss_fn: LossFn, chunk_size: int, *,
-                order: OrderFn | None = None, replay_rng: bool = True) -> Tensor:
+def cached_loss(
+    embed: EmbedFn,
+    groups: Sequence[Sequence[str]],
+    loss_fn: LossFn,
+    chunk_size: int,
+    *,
+    order: OrderFn | None = None,
+    replay_rng: bool = True,
+) -> Tensor:
     """GradCache forward: the loss of the whole batch, whose ``backward()`` fills the parameter gradients.
 
     Args:
@@ -171,8 +186,9 @@ def saved_bytes(embed: EmbedFn, texts: Sequence[str]) -> int:
     return sum(storages.values())
 
 
-def auto_chunk_size(embed: EmbedFn, probe_text: str, *, budget_bytes: float, max_chunk: int,
-                    headroom: float = 1.5) -> int:
+def auto_chunk_size(
+    embed: EmbedFn, probe_text: str, *, budget_bytes: float, max_chunk: int, headroom: float = 1.5
+) -> int:
     """The largest chunk (<= ``max_chunk``) whose activations fit ``budget_bytes``.
 
     Two probe chunks of 2 and 4 copies of ``probe_text`` (a text of the maximum length) give
@@ -185,9 +201,11 @@ def auto_chunk_size(embed: EmbedFn, probe_text: str, *, budget_bytes: float, max
     small, large = saved_bytes(embed, [probe_text] * 2), saved_bytes(embed, [probe_text] * 4)
     per_text = max(large - small, 1) / 2 * headroom
     if budget_bytes < per_text:
-        raise ValueError(f"chunk_size='auto': {budget_bytes / 2**20:.0f} MiB of memory left for activations, "
-                         f"but one text needs about {per_text / 2**20:.0f} MiB; raise max_memory or shorten "
-                         "max_seq_length")
+        raise ValueError(
+            f"chunk_size='auto': {budget_bytes / 2**20:.0f} MiB of memory left for activations, "
+            f"but one text needs about {per_text / 2**20:.0f} MiB; raise max_memory or shorten "
+            "max_seq_length"
+        )
     return int(min(max_chunk, budget_bytes // per_text))
 
 

@@ -47,8 +47,9 @@ def mnrl_loss(
     """
     b = anchors.shape[0]
     if candidates.shape[0] < label_offset + b:
-        raise ValueError(f"mnrl_loss: {candidates.shape[0]} candidates cannot hold the {b} positives "
-                         f"starting at row {label_offset}")
+        raise ValueError(
+            f"mnrl_loss: {candidates.shape[0]} candidates cannot hold the {b} positives starting at row {label_offset}"
+        )
     scores = cosine_matrix(anchors.float(), candidates.float()) * scale  # [b, m]
     labels = torch.arange(label_offset, label_offset + b, device=scores.device)
     return F.cross_entropy(scores, labels)
@@ -61,7 +62,7 @@ def split_columns(embeddings: Tensor, n_columns: int) -> list[Tensor]:
     positive, negatives...) in one call, column by column; this undoes that flattening.
     """
     b = embeddings.shape[0] // n_columns
-    return [embeddings[i * b: (i + 1) * b] for i in range(n_columns)]
+    return [embeddings[i * b : (i + 1) * b] for i in range(n_columns)]
 
 
 def mnrl_from_columns(columns: list[Tensor], *, scale: float = 20.0) -> Tensor:

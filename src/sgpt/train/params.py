@@ -10,8 +10,9 @@ from torch import nn
 logger = logging.getLogger("sgpt.train")
 
 
-def apply_freezing(model: nn.Module, *, freeze: bool = False, freezenonbias: bool = False,
-                   unfreeze_wte: bool = False) -> tuple[int, int]:
+def apply_freezing(
+    model: nn.Module, *, freeze: bool = False, freezenonbias: bool = False, unfreeze_wte: bool = False
+) -> tuple[int, int]:
     """Freeze the transformer backbone of ``model`` (its dense heads always train).
 
     ``freeze``: every backbone parameter is frozen. ``freezenonbias`` (BitFit, Ben Zaken et al.
@@ -40,7 +41,8 @@ def apply_freezing(model: nn.Module, *, freeze: bool = False, freezenonbias: boo
                 f"--freezenonbias (BitFit) trains only bias tensors, but this {kind} backbone has none "
                 "(LLaMA-family models such as SmolLM2 have no biases), so nothing would train. "
                 "Alternatives: full fine-tuning (drop --freezenonbias), --freeze with extra dense layers, "
-                "or LoRA via peft.")
+                "or LoRA via peft."
+            )
     if freeze or freezenonbias:
         for tower in towers:
             embeddings = tower.get_input_embeddings() if unfreeze_wte else None
@@ -81,5 +83,6 @@ def adamw(model: nn.Module, *, lr: float, weight_decay: float = 0.01, eps: float
     ]
     # The fused kernel is the same update as the default one, several times faster on CPU and GPU.
     fused = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.bfloat16) for p in params)
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, eps=eps, betas=(0.9, 0.999),
-                             fused=fused or None)
+    return torch.optim.AdamW(
+        [g for g in groups if g["params"]], lr=lr, eps=eps, betas=(0.9, 0.999), fused=fused or None
+    )

@@ -60,8 +60,7 @@ from sgpt.utils.io import write_json
 logger = logging.getLogger("sgpt.train")
 
 # Files the trainer writes next to the saved model; a new best checkpoint keeps them.
-LOG_FILES = ("train_log.csv", "eval_log.csv", "training_curve.png", "train_summary.json", "runs", "eval",
-             "checkpoints")
+LOG_FILES = ("train_log.csv", "eval_log.csv", "training_curve.png", "train_summary.json", "runs", "eval", "checkpoints")
 
 Example = tuple[str, ...]
 Evaluator = Callable[[BiEncoder], dict]
@@ -85,8 +84,10 @@ def batches_forever(sampler: NoDuplicatesBatchSampler) -> Iterator[list[int]]:
         for n, batch in enumerate(sampler, 1):
             yield batch
         if n == 0:
-            raise ValueError(f"no batch of {sampler.batch_size} examples without duplicate texts can be formed; "
-                             "lower the batch size or add examples")
+            raise ValueError(
+                f"no batch of {sampler.batch_size} examples without duplicate texts can be formed; "
+                "lower the batch size or add examples"
+            )
         epoch += 1
 
 
@@ -113,8 +114,9 @@ SYMMETRIC: tuple[Role | None, ...] = (None,)  # one group: every text embedded a
 QUERY_DOCUMENT: tuple[Role | None, ...] = ("query", "document")  # column 0 queries, the rest documents
 
 
-def text_embedder(model: BiEncoder, micro_batch_size: int | None, precision: str,
-                  roles: Sequence[Role | None] = SYMMETRIC) -> EmbedFn:
+def text_embedder(
+    model: BiEncoder, micro_batch_size: int | None, precision: str, roles: Sequence[Role | None] = SYMMETRIC
+) -> EmbedFn:
     """``(texts, group) -> [n, d]`` with gradient, under bf16 autocast if asked; group ``g`` is
     embedded in role ``roles[g]`` (its formatting and, for an asymmetric model, its tower); groups
     past the last role take the last one (e.g. one group per column: positives and negatives are
@@ -122,8 +124,9 @@ def text_embedder(model: BiEncoder, micro_batch_size: int | None, precision: str
     device_type = model.device.type
 
     def embed(texts: Sequence[str], group: int) -> Tensor:
-        autocast = (torch.autocast(device_type, dtype=torch.bfloat16) if precision == "bf16"
-                    else contextlib.nullcontext())
+        autocast = (
+            torch.autocast(device_type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+        )
         with autocast:
             return model.embed(texts, micro_batch_size=micro_batch_size, role=roles[min(group, len(roles) - 1)])
 
@@ -142,7 +145,7 @@ def column_groups(batch: Sequence[Example], roles: Sequence[Role | None]) -> lis
     texts = flatten_columns(batch)
     if len(roles) == 1:
         return [texts]
-    return [texts[: len(batch)], texts[len(batch):]]
+    return [texts[: len(batch)], texts[len(batch) :]]
 
 
 def choose_chunk_size(model: BiEncoder, embed: EmbedFn, cfg: TrainConfig) -> int:
@@ -160,8 +163,10 @@ def choose_chunk_size(model: BiEncoder, embed: EmbedFn, cfg: TrainConfig) -> int
     budget -= sum(3 * p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
     if budget <= 0:
         have = f"max_memory={cfg.max_memory}" if cfg.max_memory is not None else "the free memory"
-        raise ValueError(f"chunk_size='auto': {have} does not even hold the model's gradients and optimizer "
-                         "state; raise max_memory or set an integer chunk_size")
+        raise ValueError(
+            f"chunk_size='auto': {have} does not even hold the model's gradients and optimizer "
+            "state; raise max_memory or set an integer chunk_size"
+        )
     probe = " ".join(["a"] * (model.max_seq_length + 8))  # truncated to max_seq_length tokens
     return auto_chunk_size(embed, probe, budget_bytes=budget, max_chunk=cfg.batch_size)
 
@@ -199,8 +204,9 @@ def make_step(model: BiEncoder, cfg: TrainConfig, roles: Sequence[Role | None] =
 
         groups = column_groups(batch, roles)
         if cfg.gradcache:
-            loss = cached_loss(embed, groups, loss_fn, chunk,
-                               order=lambda texts, g: length_order(model, texts, roles[g]))
+            loss = cached_loss(
+                embed, groups, loss_fn, chunk, order=lambda texts, g: length_order(model, texts, roles[g])
+            )
         else:
             loss = loss_fn([embed(texts, g) for g, texts in enumerate(groups)])
         (loss * loss_scale).backward()  # GradCache: this backward re-embeds the chunks (gradcache.cached_loss)
@@ -241,14 +247,20 @@ def rank_batches(examples: Sequence[Example], cfg: TrainConfig) -> tuple[int, It
     world, me, b = world_size(), rank(), cfg.batch_size
     if cfg.data_parallel == "shard":
         sampler = NoDuplicatesBatchSampler(examples, b * world, seed=cfg.seed, drop_last=True)
-        return len(sampler), (batch[me * b: (me + 1) * b] for batch in batches_forever(sampler))
+        return len(sampler), (batch[me * b : (me + 1) * b] for batch in batches_forever(sampler))
     # The sampler shuffles with seed + epoch: space the processes' seeds so no epochs coincide.
     sampler = NoDuplicatesBatchSampler(examples, b, seed=cfg.seed + REPLICA_SEED_STRIDE * me, drop_last=True)
     return len(sampler), batches_forever(sampler)
 
 
-def fit(model: BiEncoder, examples: Sequence[Example], cfg: TrainConfig, *,
-        evaluator: Evaluator | None = None, roles: Sequence[Role | None] = SYMMETRIC) -> dict:
+def fit(
+    model: BiEncoder,
+    examples: Sequence[Example],
+    cfg: TrainConfig,
+    *,
+    evaluator: Evaluator | None = None,
+    roles: Sequence[Role | None] = SYMMETRIC,
+) -> dict:
     """Train ``model`` in place with MultipleNegativesRankingLoss (SPEC 1.9-1.12).
 
     AdamW (eps 1e-6, decay except biases and norm weights), linear warm-up then linear decay to
@@ -284,8 +296,13 @@ def fit(model: BiEncoder, examples: Sequence[Example], cfg: TrainConfig, *,
         return _train(model, examples, cfg, evaluator, roles)
 
 
-def _train(model: BiEncoder, examples: Sequence[Example], cfg: TrainConfig, evaluator: Evaluator | None,
-           roles: Sequence[Role | None]) -> dict:
+def _train(
+    model: BiEncoder,
+    examples: Sequence[Example],
+    cfg: TrainConfig,
+    evaluator: Evaluator | None,
+    roles: Sequence[Role | None],
+) -> dict:
     main, device = is_main_process(), training_device()
     check_output(Path(cfg.output), cfg.resume)
     set_seed(cfg.seed + rank())  # each process its own dropout stream; rank 0 = the single-process run
@@ -334,8 +351,14 @@ def _train(model: BiEncoder, examples: Sequence[Example], cfg: TrainConfig, eval
         if main:
             print(f"resuming from {resume_from} at step {first}", flush=True)
 
-    logger.info("training %d steps of %d examples x %d processes (warm-up %d, eval every %d)",
-                steps, cfg.batch_size, world_size(), warmup, eval_every)
+    logger.info(
+        "training %d steps of %d examples x %d processes (warm-up %d, eval every %d)",
+        steps,
+        cfg.batch_size,
+        world_size(),
+        warmup,
+        eval_every,
+    )
     # a resumed run's clock continues from its last logged step, so train_log.csv's seconds keep rising
     earlier = float(log.train[-1]["seconds"]) if log.train else 0.0
     start, loss_value = time.perf_counter() - earlier, math.nan
@@ -369,12 +392,27 @@ def _train(model: BiEncoder, examples: Sequence[Example], cfg: TrainConfig, eval
         if evaluator is None:
             model.save(out, keep=LOG_FILES)
         log.write()
-        write_json(out / "train_summary.json", {"config": cfg.to_dict(), "steps": steps, "seconds": seconds,
-                                                "processes": world_size(), "final_loss": loss_value,
-                                                "best_step": best["step"], "best_dev": best["scores"]})
+        write_json(
+            out / "train_summary.json",
+            {
+                "config": cfg.to_dict(),
+                "steps": steps,
+                "seconds": seconds,
+                "processes": world_size(),
+                "final_loss": loss_value,
+                "best_step": best["step"],
+                "best_dev": best["scores"],
+            },
+        )
     if tracker is not None:
         tracker.end_training()
     barrier()  # the saved model is complete before any process returns
     model.eval()
-    return {"steps": steps, "seconds": seconds, "final_loss": loss_value, "best_step": best["step"],
-            "best_score": best["score"] if best["step"] is not None else None, "dev": best["scores"]}
+    return {
+        "steps": steps,
+        "seconds": seconds,
+        "final_loss": loss_value,
+        "best_step": best["step"],
+        "best_score": best["score"] if best["step"] is not None else None,
+        "dev": best["scores"],
+    }
