@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import need_data
 
 import sgpt
 from sgpt.cli import main
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-
 
 def test_eval_sts_writes_json_equal_to_the_library(minilm_path, tmp_path, capsys):
-    if not (DATA / "stsb").exists():
-        pytest.skip("../shared/data is absent")
+    stsb = need_data("stsb")
     out = tmp_path / "r.json"
-    assert (
-        main(["eval", "sts", str(minilm_path), "--data", str(DATA / "stsb"), "--split", "test", "--output", str(out)])
-        == 0
-    )
+    assert main(["eval", "sts", str(minilm_path), "--data", str(stsb), "--split", "test", "--output", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["n_pairs"] == 1379
     # all-MiniLM-L6-v2 on STS-B test, measured with sentence-transformers' evaluator: 0.8203
@@ -167,8 +159,7 @@ def test_eval_sts_refuses_an_unwritable_output_before_scoring(tmp_path, capsys):
 
 
 def test_eval_sts_per_subset_on_sts12(minilm_path, tmp_path):
-    if not (DATA / "sts12-16" / "STS12").exists():
-        pytest.skip("../shared/data is absent")
+    sts12_16 = need_data("sts12-16", "STS12").parent
     from sgpt.data import read_sts_subsets
 
     out = tmp_path / "r.json"
@@ -179,7 +170,7 @@ def test_eval_sts_per_subset_on_sts12(minilm_path, tmp_path):
                 "sts",
                 str(minilm_path),
                 "--data",
-                str(DATA / "sts12-16"),
+                str(sts12_16),
                 "--split",
                 "sts12",
                 "--per-subset",
@@ -192,7 +183,7 @@ def test_eval_sts_per_subset_on_sts12(minilm_path, tmp_path):
         == 0
     )
     result = json.loads(out.read_text())
-    subsets = read_sts_subsets(DATA / "sts12-16", split="sts12")
+    subsets = read_sts_subsets(sts12_16, split="sts12")
     assert sorted(result["subsets"]) == sorted(s.name for s in subsets) and len(subsets) == 5
     assert result["n_pairs"] == sum(len(s) for s in subsets)
     per = [result["subsets"][s.name]["spearman_cosine"] for s in subsets]
@@ -255,7 +246,7 @@ def test_precision_flags_take_both_spellings():
     from sgpt.cli import build_parser
 
     parser = build_parser()
-    for given, want in (("fp32", "float32"), ("bf16", "bfloat16"), ("bfloat16", "bfloat16")):
+    for given, want in (("fp32", "fp32"), ("float32", "fp32"), ("bf16", "bf16"), ("bfloat16", "bf16")):
         assert (
             parser.parse_args(["encode", "m", "--text", "a", "--output", "e.npy", "--precision", given]).precision
             == want

@@ -10,16 +10,13 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import need_data
 
 import sgpt
 from sgpt.cli import main
 from sgpt.data import load_beir
 from sgpt.evaluation.beir import evaluate_retrieval
 from sgpt.search.bm25 import BM25Retriever
-
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 DOCS = [
     ("d1", "Cats", "Cats sleep most of the day."),
@@ -102,9 +99,7 @@ def test_eval_beir_model_equals_the_library_and_several_datasets_average(minilm_
 
 
 def test_bm25_reference_figures_on_real_data(tmp_path):
-    folders = [DATA / "beir" / "scifact", DATA / "msmarco" / "dl19-subset", DATA / "beir" / "dbpedia-entity-subset"]
-    if not all(f.exists() for f in folders):
-        pytest.skip("../shared/data is absent")
+    folders = [need_data(p) for p in ("beir/scifact", "msmarco/dl19-subset", "beir/dbpedia-entity-subset")]
     out = tmp_path / "r.json"
     assert main(["eval", "beir", "bm25", *(a for f in folders for a in ("--data", str(f))), "--output", str(out)]) == 0
     got = json.loads(out.read_text())["datasets"]
@@ -246,7 +241,7 @@ def test_everything_is_checked_before_any_encoding(tmp_path, capsys, monkeypatch
 
     with pytest.raises(SystemExit) as info:
         main(["eval", "beir", "some/model", "--data", str(good), "--k", "-5"])
-    assert info.value.code == 2 and _error(capsys).splitlines()[-1].endswith("argument --k: must be >= 1, got -5")
+    assert info.value.code == 2 and _error(capsys).splitlines()[-1].endswith("argument -k/--k: must be >= 1, got -5")
 
     folder = tmp_path / "results"
     folder.mkdir()
@@ -268,7 +263,7 @@ def test_everything_is_checked_before_any_encoding(tmp_path, capsys, monkeypatch
     monkeypatch.setattr(os, "access", real_access)
 
     assert main(["mine-negatives", "--data", str(good), "--out", str(folder)]) == 2
-    assert _error(capsys) == f"sgpt: error: --out {folder}: is a folder; give the name of a file to write"
+    assert _error(capsys) == f"sgpt: error: --output {folder}: is a folder; give the name of a file to write"
     with pytest.raises(SystemExit):
         main(["mine-negatives", "--data", str(good), "--out", str(tmp_path / "n.jsonl"), "--num-negatives", "-1"])
     assert _error(capsys).splitlines()[-1].endswith("argument --num-negatives: must be >= 0, got -1")

@@ -11,8 +11,6 @@ import pytest
 
 from sgpt.cli import main
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 CORPUS = [
     {"_id": "ocean", "title": "Oceans", "text": "Salt water covers about seventy percent of the Earth's surface."},
     {"_id": "guitar", "title": "Guitar", "text": "A guitar usually has six strings that are plucked or strummed."},
@@ -168,8 +166,9 @@ def test_search_parameters_are_checked_with_one_line(index_dir, ann_dirs, capsys
     assert _error(capsys) == "sgpt: error: the query is empty: give some text to search for"
     assert main(["search", str(index_dir), "   "]) == 2
     assert _error(capsys) == "sgpt: error: the query is empty: give some text to search for"
-    assert main(["search", str(index_dir), "q", "-k", "0"]) == 2
-    assert _error(capsys) == "sgpt: error: k must be >= 1, got 0"
+    with pytest.raises(SystemExit) as info:
+        main(["search", str(index_dir), "q", "-k", "0"])
+    assert info.value.code == 2 and _error(capsys).splitlines()[-1].endswith("argument -k/--k: must be >= 1, got 0")
 
 
 def test_fewer_hits_than_k_are_reported(ann_dirs, capsys, caplog):
@@ -228,11 +227,11 @@ def test_output_paths_are_checked_before_any_work(index_dir, minilm_path, tmp_pa
     taken = tmp_path / "taken"
     taken.write_text("mine")
     assert main(["index", "build", str(corpus), "--model", "m", "--out", str(taken)]) == 2
-    assert _error(capsys) == f"sgpt: error: --out {taken}: exists and is not a folder"
+    assert _error(capsys) == f"sgpt: error: --output {taken}: exists and is not a folder"
     assert taken.read_text() == "mine"
     nowhere = tmp_path / "missing" / "idx"
     assert main(["index", "build", str(corpus), "--model", "m", "--out", str(nowhere)]) == 2
-    assert _error(capsys) == f"sgpt: error: --out {nowhere}: no such folder {tmp_path / 'missing'} (create it first)"
+    assert _error(capsys) == f"sgpt: error: --output {nowhere}: no such folder {tmp_path / 'missing'} (create it first)"
     assert main(["search", str(taken), "q"]) == 2
     assert _error(capsys) == (
         f"sgpt: error: {taken}: is a file, not an index folder (give the folder written by `sgpt index build`)"
@@ -263,7 +262,8 @@ def test_ctrl_c_during_index_build_says_how_to_resume(minilm_path, tmp_path, cap
     assert main(build) == 130
     assert (
         _error(capsys).splitlines()[-1]
-        == "sgpt: interrupted; rerun the same command to resume from the finished shards"
+        == f"sgpt: interrupted; the finished shards are kept in {tmp_path / 'idx'}.partial; rerun the same "
+        "command to resume from them"
     )
     assert sorted(p.name for p in (tmp_path / "idx.partial" / "shards").glob("*.npy")) == ["00000.npy", "00001.npy"]
     assert main([*build, "--no-resume"]) == 130

@@ -13,23 +13,19 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import need_data
 
 import sgpt
 from sgpt.cli import build_parser, main
-
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+from sgpt.cli.train import train_config
 
 
 @pytest.fixture(scope="module")
 def triplet_file(tmp_path_factory) -> Path:
     from sgpt.data import build_triplets, read_nli_pairs
 
-    if not (DATA / "snli-senteval").exists():
-        pytest.skip("../shared/data is absent")
     triplets, seen = [], set()
-    for t in build_triplets(read_nli_pairs(DATA / "snli-senteval", split="dev"), seed=0):
+    for t in build_triplets(read_nli_pairs(need_data("snli-senteval"), split="dev"), seed=0):
         if not seen & set(t):
             triplets.append(t)
             seen |= set(t)
@@ -108,13 +104,13 @@ def test_cli_flags():
         ]
     )
     assert (args.gradcache, args.chunksize, args.max_memory, args.data_parallel) == (True, "auto", "8GiB", "replicate")
+    cfg = train_config(args, {})
+    assert (cfg.gradcache, cfg.chunk_size, cfg.max_memory, cfg.data_parallel) == (True, "auto", "8GiB", "replicate")
+    # flags left out are "not given"; the run config fills in its own defaults
     defaults = build_parser().parse_args(["train", "nli", "--model", "m", "--train-data", "d", "--output", "o"])
-    assert (defaults.gradcache, defaults.chunksize, defaults.data_parallel, defaults.precision) == (
-        False,
-        32,
-        "shard",
-        "auto",
-    )
+    assert (defaults.gradcache, defaults.chunksize, defaults.data_parallel, defaults.precision) == (None,) * 4
+    cfg = train_config(defaults, {})
+    assert (cfg.gradcache, cfg.chunk_size, cfg.data_parallel, cfg.precision) == (False, 32, "shard", "auto")
     for bad in (["--chunksize", "0"], ["--chunksize", "big"], ["--data-parallel", "both"]):
         with pytest.raises(SystemExit):
             build_parser().parse_args(["train", "nli", "--model", "m", "--train-data", "d", "--output", "o", *bad])

@@ -7,10 +7,10 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from sgpt.cli.beir import add_eval_beir, add_mine_negatives
 from sgpt.cli.encode import add_convert_gguf, add_encode
-from sgpt.cli.evaluate import add_eval_sts
+from sgpt.cli.evaluate import add_eval_beir, add_eval_sts
 from sgpt.cli.index import add_index, add_search
+from sgpt.cli.mine import add_mine_negatives
 from sgpt.cli.train import add_train_nli, add_train_retrieval
 from sgpt.version import __version__
 

@@ -1,27 +1,121 @@
-"""The ``sgpt`` command: argument parsing only; every command calls the library."""
+"""Flags shared by the ``sgpt`` commands, spelled one way everywhere.
+
+Flags whose value lands in a dataclass of the library (:class:`~sgpt.model.spec.ModelSpec`,
+:class:`~sgpt.train.config.TrainConfig`, a recipe's task) default to "not given" (``None``): the
+dataclass fills in its own default, and the help text shows that default, read from the
+dataclass, so the two can never disagree.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from typing import Any
 
 from sgpt.model.pooling import POOLING_MODES
+from sgpt.model.spec import SPECIAL_TOKEN_CHOICES, ModelSpec
+from sgpt.utils.precision import PRECISION_METAVAR, canonical_precision
+
+# ModelSpec fields that add_model_args provides (asym is a training-only flag)
+FORMAT_FIELDS = ("special_tokens", "query_prompt", "document_prompt", "chat_template")
+MODEL_FIELDS = ("pooling", "max_seq_length", "dtype", *FORMAT_FIELDS)
 
 
-def add_model_args(p: argparse.ArgumentParser, *, formatting: bool = True) -> None:
-    """Flags shared by commands that load a model for inference (``formatting``: also the
-    query/document formatting flags, for commands that embed queries or documents)."""
+def default_of(cls: type, name: str, defaults: dict[str, Any] | None = None) -> Any:
+    """The default of field ``name`` of dataclass ``cls`` (``defaults`` first, e.g. a task's own)."""
+    if defaults and name in defaults:
+        return defaults[name]
+    field = next(f for f in dataclasses.fields(cls) if f.name == name)
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    raise KeyError(f"{cls.__name__}.{name} has no default")
+
+
+def with_default(text: str, value: Any) -> str:
+    """``text (default: value)``; tuples and lists are shown comma-separated, empty ones as none."""
+    if isinstance(value, (tuple, list)):
+        value = ", ".join(map(str, value)) or "none"
+    if value is None:
+        return text
+    return f"{text} (default: {value})"
+
+
+def given(args: argparse.Namespace, names: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """The flags among ``names`` that were given (not ``None``); lists become tuples."""
+    values = {name: getattr(args, name, None) for name in names}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if v is not None}
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    return _int_at_least(text, 1)
+
+
+def nonnegative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    return _int_at_least(text, 0)
+
+
+def _int_at_least(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+    return value
+
+
+def add_output_arg(p: argparse.ArgumentParser, help: str, *, required: bool = True) -> None:
+    """``--output PATH`` (``--out`` is accepted as a hidden alias, the spelling of earlier versions)."""
+    group = p.add_mutually_exclusive_group(required=required)
+    group.add_argument("--output", help=help)
+    group.add_argument("--out", dest="output", help=argparse.SUPPRESS)
+
+
+def add_k_arg(p: argparse.ArgumentParser, default: int, help: str) -> None:
+    """``-k / --k N``: hits per query, an integer >= 1."""
+    p.add_argument("-k", "--k", dest="k", type=positive_int, default=default, help=with_default(help, default))
+
+
+def add_model_args(p: argparse.ArgumentParser, *, formatting: bool = True, pooling_default: str = "mean") -> None:
+    """Flags of a model's loading choices (:class:`~sgpt.model.spec.ModelSpec`; unset = the saved
+    model's own) plus ``--batch-size`` for commands that only embed. ``formatting``: also the
+    query/document formatting flags, for commands that embed queries or documents."""
+    add_spec_args(p, formatting=formatting, pooling_default=pooling_default)
+    p.add_argument("--batch-size", type=positive_int, default=32, help="texts per forward pass (default: 32)")
+
+
+def add_spec_args(
+    p: argparse.ArgumentParser,
+    *,
+    formatting: bool = True,
+    pooling_default: str = "mean",
+    max_seq_length_default: int | None = None,
+) -> None:
+    """The :class:`~sgpt.model.spec.ModelSpec` flags (see :func:`model_spec`)."""
     p.add_argument(
-        "--pooling", choices=POOLING_MODES, default=None, help="pooling mode (default: the saved one, else mean)"
+        "--pooling",
+        choices=POOLING_MODES,
+        default=None,
+        help=f"pooling mode (default: a saved bi-encoder's own, else {pooling_default})",
     )
-    p.add_argument("--max-seq-length", type=int, default=None, help="truncate inputs to this many tokens")
+    length = "a saved model's own" if max_seq_length_default is None else max_seq_length_default
+    p.add_argument(
+        "--max-seq-length",
+        type=positive_int,
+        default=None,
+        help=f"tokens per text, brackets and special tokens included (default: {length})",
+    )
     p.add_argument(
         "--dtype",
-        type=precision_name,
+        type=inference_precision,
         default=None,
-        metavar="{float32,bfloat16}",
-        help="weight dtype (float32 = fp32, bfloat16 = bf16; default float32)",
+        metavar=PRECISION_METAVAR,
+        help="weight dtype (default: fp32)",
     )
-    p.add_argument("--batch-size", type=int, default=32)
     if formatting:
         add_format_args(p)
     else:
@@ -32,7 +126,7 @@ def add_format_args(p: argparse.ArgumentParser) -> None:
     """Query/document formatting flags (``sgpt.model.formatting``); unset = the saved model's own."""
     p.add_argument(
         "--special-tokens",
-        choices=["specb", "speca", "none"],
+        choices=SPECIAL_TOKEN_CHOICES,
         default=None,
         help="SGPT query/document brackets: specb = [query] {document} with existing tokens, speca = "
         "four new learned tokens, none = no brackets; default: a saved model's own choice, else none",
@@ -56,56 +150,61 @@ def add_chat_template_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
-PRECISIONS = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16"}
-
-
-def precision_name(text: str) -> str:
-    """An inference ``--precision``: ``float32`` or ``bfloat16``, also spelled ``fp32`` / ``bf16``."""
-    if text not in PRECISIONS:
-        raise argparse.ArgumentTypeError(f"expected float32 (fp32) or bfloat16 (bf16), got {text!r}")
-    return PRECISIONS[text]
-
-
-def train_precision(text: str) -> str:
-    """The training ``--precision``: ``auto``, ``fp32`` or ``bf16`` (``float32`` / ``bfloat16`` accepted)."""
-    if text == "auto":
-        return text
-    return {"float32": "fp32", "bfloat16": "bf16"}[precision_name(text)]
+def model_spec(args: argparse.Namespace, **defaults: Any) -> ModelSpec:
+    """The :class:`~sgpt.model.spec.ModelSpec` of the model flags given (``defaults`` fill unset fields)."""
+    return ModelSpec(**given(args, (*MODEL_FIELDS, "asym"))).with_defaults(**defaults)
 
 
 def add_precision_arg(
     p: argparse.ArgumentParser,
     flag: str = "--precision",
-    help: str = "bfloat16 (bf16) = encode under autocast; float32 (fp32) = none; vectors come back float32 either way",
+    help: str = "bf16 = encode under bfloat16 autocast; fp32 = none; vectors come back float32 either way "
+    "(default: fp32)",
 ) -> None:
-    """The inference precision flag (one spelling set for every command)."""
-    p.add_argument(flag, type=precision_name, default=None, metavar="{float32,bfloat16}", help=help)
+    """The inference precision flag (one spelling set for every command, see :mod:`sgpt.utils.precision`)."""
+    p.add_argument(flag, type=inference_precision, default=None, metavar=PRECISION_METAVAR, help=help)
 
 
-FORMAT_ARGS = ("special_tokens", "query_prompt", "document_prompt", "chat_template")
-# sgpt.load arguments that add_model_args may provide
-LOAD_ARGS = ("pooling", "max_seq_length", "dtype", *FORMAT_ARGS)
+def add_training_precision_arg(p: argparse.ArgumentParser, default: str) -> None:
+    """The training ``--precision`` (``auto`` too)."""
+    p.add_argument(
+        "--precision",
+        type=training_precision,
+        default=None,
+        metavar="{auto,fp32,bf16}",
+        help=with_default(
+            "bf16 = bfloat16 autocast (loss in float32); fp32 = none; auto = bf16 on a GPU that supports it, else fp32",
+            default,
+        ),
+    )
 
 
-def load_kwargs(args: argparse.Namespace, names: tuple[str, ...] = LOAD_ARGS) -> dict:
-    """The ``sgpt.load`` keyword arguments given on the command line (flags left unset are
-    omitted; ``--special-tokens none`` is an explicit ``None``)."""
-    given = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
-    if given.get("special_tokens") == "none":
-        given["special_tokens"] = None
-    return given
+def refuse_model_flags(args: argparse.Namespace, why: str) -> None:
+    """Raise when model flags (--pooling, --max-seq-length, --dtype, ...) were given but no model uses them.
+
+    Raises:
+        ValueError: naming the flags.
+    """
+    flags = [f"--{name.replace('_', '-')}" for name in given(args, MODEL_FIELDS)]
+    if flags:
+        raise ValueError(f"{', '.join(flags)}: only used with a model ({why})")
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows ``(default: X)`` after a flag's help unless the help already says its default or
-    there is nothing to show (``None``, an off switch, or the default of a ``--no-...`` flag)."""
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter; every default is written into the help text by the flag itself."""
 
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if (
-            "default" in text
-            or action.default in (None, False, [], argparse.SUPPRESS)
-            or any(s.startswith("--no-") for s in action.option_strings)
-        ):
-            return text
-        return super()._get_help_string(action)
+
+def inference_precision(text: str) -> str:
+    """argparse type of ``--dtype`` and an inference ``--precision``: ``fp32`` or ``bf16`` (or their aliases)."""
+    try:
+        return canonical_precision(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("precision: ")) from None
+
+
+def training_precision(text: str) -> str:
+    """argparse type of the training ``--precision``: ``auto``, ``fp32`` or ``bf16`` (or their aliases)."""
+    try:
+        return canonical_precision(text, allow_auto=True)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("precision: ")) from None

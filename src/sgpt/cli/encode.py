@@ -1,4 +1,4 @@
-"""The ``sgpt`` command: argument parsing only; every command calls the library."""
+"""``sgpt encode`` (texts -> .npy) and ``sgpt convert-gguf`` (.gguf -> safetensors folder)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from sgpt.cli.common import add_model_args, add_precision_arg, load_kwargs
+from sgpt.cli.common import add_model_args, add_output_arg, add_precision_arg, model_spec
 
 
 def add_encode(sub) -> None:
@@ -16,7 +16,7 @@ def add_encode(sub) -> None:
     src.add_argument("--text", action="append", help="a text to embed (repeatable)")
     src.add_argument("--input", help="a .txt file (one text per line) or .jsonl file (see --field)")
     p.add_argument("--field", default="text", help="jsonl field holding the text")
-    p.add_argument("--output", required=True, help=".npy file to write, float32 [n, d]")
+    add_output_arg(p, ".npy file to write, float32 [n, d]")
     p.add_argument("--normalize", action="store_true", help="L2-normalise the vectors")
     p.add_argument(
         "--role",
@@ -58,11 +58,11 @@ def read_texts(path: str, field: str) -> list[str]:
 def _run_encode(args: argparse.Namespace) -> int:
     import numpy as np
 
-    import sgpt
+    from sgpt.model.folder import load
     from sgpt.utils.io import atomic_file
 
     texts = args.text or read_texts(args.input, args.field)
-    model = sgpt.load(args.model, **load_kwargs(args))
+    model = load(args.model, model_spec(args))
     emb = model.encode(
         texts,
         batch_size=args.batch_size,
@@ -81,13 +81,13 @@ def _run_encode(args: argparse.Namespace) -> int:
 def add_convert_gguf(sub) -> None:
     p = sub.add_parser("convert-gguf", help="write a .gguf checkpoint as a plain safetensors folder")
     p.add_argument("file", help=".gguf file")
-    p.add_argument("out", help="folder to write")
+    p.add_argument("output", help="folder to write")
     p.set_defaults(func=_run_convert_gguf)
 
 
 def _run_convert_gguf(args: argparse.Namespace) -> int:
     from sgpt.model.backbone import convert_gguf
 
-    convert_gguf(args.file, args.out)
-    print(f"wrote {args.out}")
+    convert_gguf(args.file, args.output)
+    print(f"wrote {args.output}")
     return 0

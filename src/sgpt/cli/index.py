@@ -1,4 +1,4 @@
-"""The ``sgpt`` command: argument parsing only; every command calls the library."""
+"""``sgpt index build`` and ``sgpt search``: a FAISS index folder of a corpus, and queries against it."""
 
 from __future__ import annotations
 
@@ -6,43 +6,58 @@ import argparse
 import json
 import logging
 
-from sgpt.cli.beir import positive_int
-from sgpt.cli.common import add_model_args, add_precision_arg, load_kwargs
+from sgpt.cli.common import (
+    add_k_arg,
+    add_model_args,
+    add_output_arg,
+    add_precision_arg,
+    default_of,
+    given,
+    model_spec,
+    positive_int,
+    with_default,
+)
 
 logging.getLogger("faiss").setLevel(logging.WARNING)  # its loader logs four INFO lines on every import
 
 
 def add_index(sub) -> None:
+    from sgpt.search.settings import IndexSettings
+
+    def default(name: str):
+        return default_of(IndexSettings, name)
+
     index = sub.add_parser("index", help="build a dense search index").add_subparsers(dest="task", required=True)
     p = index.add_parser("build", help="embed a BEIR corpus.jsonl(.gz) into a FAISS index folder")
     p.add_argument("corpus", help="BEIR corpus.jsonl or corpus.jsonl.gz (_id, title, text)")
     p.add_argument("--model", required=True, help="saved bi-encoder folder, backbone folder, hub id or .gguf file")
-    p.add_argument(
-        "--out", required=True, help="index folder to write (replaced atomically; its parent folder must exist)"
-    )
+    add_output_arg(p, "index folder to write (replaced atomically; its parent folder must exist)")
     p.add_argument(
         "--shard-size",
         type=positive_int,
-        default=10_000,
-        help="documents per resumable shard (a crash loses at most one)",
+        help=with_default("documents per resumable shard (a crash loses at most one)", default("shard_size")),
     )
     p.add_argument(
         "--index-type",
         choices=["flat", "ivf", "hnsw"],
-        default="flat",
-        help="flat = exact inner product; ivf / hnsw = approximate",
+        help=with_default("flat = exact inner product; ivf / hnsw = approximate", default("index_type")),
     )
     p.add_argument(
         "--nlist",
         type=positive_int,
-        default=None,
         help="ivf: number of lists (default 4*sqrt(n_docs), at most n_docs/39, at least 1)",
     )
-    p.add_argument("--nprobe", type=positive_int, default=None, help="ivf: lists visited per query (default nlist/16)")
-    p.add_argument("--hnsw-m", type=positive_int, default=32, help="hnsw: links per node")
-    p.add_argument("--ef-construction", type=positive_int, default=200, help="hnsw: candidates while building")
+    p.add_argument("--nprobe", type=positive_int, help="ivf: lists visited per query (default nlist/16)")
+    p.add_argument("--hnsw-m", dest="m", type=positive_int, help=with_default("hnsw: links per node", default("m")))
     p.add_argument(
-        "--ef-search", type=positive_int, default=128, help="hnsw: candidates while searching (>= the -k of searches)"
+        "--ef-construction",
+        type=positive_int,
+        help=with_default("hnsw: candidates while building", default("ef_construction")),
+    )
+    p.add_argument(
+        "--ef-search",
+        type=positive_int,
+        help=with_default("hnsw: candidates while searching (>= the -k of searches)", default("ef_search")),
     )
     add_precision_arg(p)
     p.add_argument("--no-resume", action="store_true", help="discard the shards of an interrupted build")
@@ -52,31 +67,18 @@ def add_index(sub) -> None:
 
 def _run_index_build(args: argparse.Namespace) -> int:
     from sgpt.search.build import build_index
+    from sgpt.search.settings import IndexSettings
     from sgpt.utils.io import check_output_dir
 
     args.interrupt_hint = (
         "rerun without --no-resume to resume from the finished shards"
         if args.no_resume
-        else "rerun the same command to resume from the finished shards"
+        else f"the finished shards are kept in {args.output}.partial; rerun the same command to resume from them"
     )
-    check_output_dir(args.out, "--out")
-    out = build_index(
-        args.corpus,
-        args.model,
-        args.out,
-        shard_size=args.shard_size,
-        batch_size=args.batch_size,
-        index_type=args.index_type,
-        nlist=args.nlist,
-        nprobe=args.nprobe,
-        m=args.hnsw_m,
-        ef_construction=args.ef_construction,
-        ef_search=args.ef_search,
-        precision=args.precision,
-        show_progress=True,
-        resume=not args.no_resume,
-        load_kwargs=load_kwargs(args),
-    )
+    check_output_dir(args.output, "--output")
+    fields = ("index_type", "nlist", "nprobe", "m", "ef_construction", "ef_search", "shard_size", "batch_size")
+    settings = IndexSettings(**given(args, (*fields, "precision")), resume=not args.no_resume)
+    out = build_index(args.corpus, args.model, args.output, settings, spec=model_spec(args), show_progress=True)
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     print(f"indexed {manifest['n_docs']} documents (d={manifest['dim']}, {manifest['index']['type']}) in {out}")
     return 0
@@ -86,7 +88,7 @@ def add_search(sub) -> None:
     p = sub.add_parser("search", help="search an index folder for a query")
     p.add_argument("index", help="index folder written by `sgpt index build`")
     p.add_argument("query", help="query text")
-    p.add_argument("-k", type=int, default=10, help="number of hits")
+    add_k_arg(p, 10, "number of hits")
     p.add_argument("--json", action="store_true", help='print [{"id", "score", "text"}, ...]')
     p.add_argument(
         "--model",
@@ -108,13 +110,13 @@ def _run_search(args: argparse.Namespace) -> int:
 
     index = Index.load(args.index)
     index.check_search_args(args.k, nprobe=args.nprobe, ef_search=args.ef_search, queries=[args.query])
-    overrides = load_kwargs(args)  # the model flags apply to the query model, given or recorded
+    spec = model_spec(args)  # the model flags apply to the query model, given or recorded
     if args.model is not None:
-        import sgpt
+        from sgpt.model.folder import load
 
-        model = sgpt.load(args.model, **overrides)
+        model = load(args.model, spec)
     else:
-        model = index.recorded_model(**overrides) if overrides else None
+        model = index.recorded_model(spec) if spec.given() else None
     hits = index.search(
         [args.query], args.k, model, batch_size=args.batch_size, nprobe=args.nprobe, ef_search=args.ef_search
     )[0]

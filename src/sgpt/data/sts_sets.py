@@ -136,7 +136,9 @@ def _year_folder(parent: Path, split: str) -> Path:
     years = {p.name.upper(): p for p in parent.iterdir() if p.is_dir() and _YEAR.match(p.name)}
     if split.upper() not in years:
         found = ", ".join(sorted(years))
-        raise DataFormatError(parent, None, None, f"no year folder {split!r} (found: {found}); pass split='STS12' etc.")
+        raise DataFormatError(
+            parent, None, None, f"no year folder {split!r} (found: {found}); choose a year as the split (--split STS12)"
+        )
     return years[split.upper()]
 
 

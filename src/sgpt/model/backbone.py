@@ -7,11 +7,14 @@ The pad-token policy lives here: a tokenizer without a pad token gets its EOS to
 from __future__ import annotations
 
 import logging
+import socket
+import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from sgpt.utils.io import atomic_dir
 
@@ -42,6 +45,55 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     return DTYPES[dtype]
 
 
+# How long to wait for the hub to answer a connection before calling it unreachable (instead of
+# huggingface_hub's retry loop, which takes over a minute offline).
+HUB_CONNECT_TIMEOUT_S = 3.0
+LOCAL_MODEL_HINT = "models/all-minilm-l6-v2"
+
+
+def hub_reachable(timeout: float = HUB_CONNECT_TIMEOUT_S) -> bool:
+    """Whether the Hugging Face hub (``HF_ENDPOINT``, through the https proxy when one is set)
+    accepts a TCP connection within ``timeout`` seconds; ``False`` under ``HF_HUB_OFFLINE``."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlsplit(constants.ENDPOINT)
+    host, port = url.hostname or "", url.port or (80 if url.scheme == "http" else 443)
+    proxy = urllib.request.getproxies().get(url.scheme or "https")
+    if proxy and not urllib.request.proxy_bypass(host):
+        proxy_url = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        host, port = proxy_url.hostname or host, proxy_url.port or 80
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def resolve_hub_id(name: str) -> str | Path:
+    """Where to load hub id ``name`` from: ``name`` itself when the hub can be reached (the
+    libraries download it as usual), else its snapshot in the local Hugging Face cache.
+
+    Raises:
+        ConnectionError: the hub cannot be reached and ``name`` is not in the cache (one line,
+            naming the id and a local folder to use instead), raised within a few seconds instead
+            of after huggingface_hub's retries.
+    """
+    if hub_reachable():
+        return name
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(name, local_files_only=True))
+    except Exception:  # not in the cache (or an invalid id): nothing to load offline
+        pass
+    raise ConnectionError(
+        f"{name}: not a local folder, and the Hugging Face hub cannot be reached to download it "
+        f"(nor is it in the local cache); give a local model folder instead, e.g. {LOCAL_MODEL_HINT}"
+    )
+
+
 def find_gguf(path: Path) -> Path | None:
     """The GGUF file named by ``path``, or the single ``.gguf`` file in a folder without ``config.json``."""
     if path.is_file() and path.suffix == ".gguf":
@@ -55,7 +107,7 @@ def find_gguf(path: Path) -> Path | None:
     return None
 
 
-def _load_gguf(file: Path, dtype: torch.dtype) -> tuple[nn.Module, PreTrainedTokenizerBase]:
+def _load_gguf(file: Path, dtype: torch.dtype) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Dequantise a GGUF checkpoint into a plain (saveable) transformers model."""
     logger.info("loading GGUF %s (dequantised to %s); `sgpt convert-gguf` makes later loads fast", file, dtype)
     tokenizer = AutoTokenizer.from_pretrained(file.parent, gguf_file=file.name)
@@ -103,7 +155,8 @@ def load_backbone(
         ``(model, tokenizer)``; the tokenizer always has a pad token.
 
     Raises:
-        OSError: the path or hub id cannot be found (from transformers).
+        OSError: the path or hub id cannot be found (from transformers); ``ConnectionError``
+            within seconds when a hub id is neither reachable nor cached (``resolve_hub_id``).
     """
     torch_dtype = resolve_dtype(dtype)
     path = Path(name_or_path) / subfolder if subfolder else Path(name_or_path)
@@ -111,7 +164,7 @@ def load_backbone(
     if gguf is not None:
         model, tokenizer = _load_gguf(gguf, torch_dtype)
     else:
-        src = str(path) if path.exists() else str(name_or_path)
+        src = str(path) if path.exists() else str(resolve_hub_id(str(name_or_path)))
         kwargs = {} if path.exists() or not subfolder else {"subfolder": subfolder}
         tokenizer = AutoTokenizer.from_pretrained(src, **kwargs)
         model = AutoModel.from_pretrained(src, dtype=torch_dtype, **kwargs)

@@ -52,6 +52,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import transformers
@@ -62,6 +63,7 @@ from sgpt.model.biencoder import BiEncoder
 from sgpt.model.formatting import ROLES, Role, TextFormat
 from sgpt.model.heads import Dense, activation_from_string
 from sgpt.model.pooling import POOLING_MODES, check_pooling_mode
+from sgpt.model.spec import ModelSpec
 from sgpt.utils.io import atomic_dir, read_json, write_json
 from sgpt.version import __version__
 
@@ -78,7 +80,6 @@ ROUTE_ROLES: dict[str, Role] = {
     "DOCPOS": "document",
     "DOCNEG": "document",
 }
-UNSET = object()  # "keep what the folder says" for arguments where None is a real value
 # Legacy pooling keys of sentence-transformers <= 5 (SPEC 1.3) -> our mode names.
 LEGACY_POOLING_KEYS = {
     "pooling_mode_cls_token": "cls",
@@ -342,7 +343,13 @@ def _same_module(folder: Path, a: str, b: str, kinds: dict[str, str]) -> bool:
 def resolve_hub_folder(name: str | Path) -> Path:
     """A local path for ``name``: itself when it exists locally; for a hub id of a
     sentence-transformers model (one with ``modules.json``), its downloaded snapshot; otherwise
-    ``Path(name)`` unchanged, so a plain hub backbone is loaded by transformers as usual."""
+    ``Path(name)`` unchanged, so a plain hub backbone is loaded by transformers as usual.
+
+    Raises:
+        FileNotFoundError: ``name`` looks like a local path that does not exist.
+        ConnectionError: a hub id while the hub cannot be reached and the id is not in the local
+            cache (one line, within a few seconds; ``resolve_hub_id``).
+    """
     path = Path(name)
     if path.exists():
         return path
@@ -350,58 +357,52 @@ def resolve_hub_folder(name: str | Path) -> Path:
         raise FileNotFoundError(f"no such model file or folder: {name}")  # a local path, not a hub id
     if str(name).count("/") > 1:
         return path
+    from sgpt.model.backbone import resolve_hub_id
+
+    where = resolve_hub_id(str(name))  # offline: the cached snapshot, or a one-line error at once
+    if isinstance(where, Path):
+        return where
     try:
         from huggingface_hub import hf_hub_download, snapshot_download
 
         hf_hub_download(str(name), "modules.json")
         return Path(snapshot_download(str(name)))
-    except Exception:  # offline, missing repo or no modules.json: let transformers decide and report
+    except Exception:  # missing repo or no modules.json: let transformers decide and report
         return path
 
 
 def load(
     name_or_path: str | Path,
+    spec: ModelSpec | None = None,
     *,
-    pooling: str | None = None,
-    max_seq_length: int | None = None,
-    dtype: str | torch.dtype | None = None,
     device: str | torch.device | None = None,
-    special_tokens: str | None | object = UNSET,
-    query_prompt: str | None = None,
-    document_prompt: str | None = None,
-    chat_template: bool | None = None,
-    asym: bool = False,
     default_pooling: str = "mean",
+    **choices: Any,
 ) -> BiEncoder:
     """Load a bi-encoder.
 
     ``name_or_path`` is a sentence-transformers folder (``modules.json``; also published ones
     with legacy pooling keys, ``Dense`` and ``Normalize`` modules, and asymmetric ones: a
     ``Router``/``Asym`` of a query and a document transformer), a plain transformers
-    folder, a hub id, or a ``.gguf`` file. Arguments left ``None`` come from the saved folder;
-    a given argument overrides it (a plain backbone gets ``default_pooling``, ``mean`` unless said).
+    folder, a hub id, or a ``.gguf`` file. Choices left unset come from the saved folder;
+    a given choice overrides it (a plain backbone gets ``default_pooling``, ``mean`` unless said).
 
     Args:
         name_or_path: where to load from.
-        pooling: ``mean | weightedmean | lasttoken | cls | max``.
-        max_seq_length: truncation length in tokens.
-        dtype: ``float32`` (default) or ``bfloat16`` weights.
+        spec: the loading choices (:class:`~sgpt.model.spec.ModelSpec`); or give them as keyword
+            arguments (``choices``), as in ``sgpt.load(path, pooling="weightedmean", max_seq_length=75)``:
+            ``pooling``, ``max_seq_length``, ``dtype`` (``float32`` default, or ``bfloat16``),
+            ``special_tokens`` (``"specb"``, ``"speca"``, or ``None`` for none; SPEC 1.4),
+            ``query_prompt`` / ``document_prompt`` (default: the saved ones, from ``sgpt_format.json``,
+            else sentence-transformers' ``prompts`` ``query`` and ``document``/``passage``),
+            ``chat_template`` (default: the saved choice, else whether sentence-transformers'
+            ``modality_config`` has ``message``; for a plain backbone, on when its tokenizer has a
+            chat template and no brackets are asked for, as sentence-transformers 6 decides:
+            SmolLM2-Instruct on; GPT-Neo, Pythia, GPT-J, BERT raw text as in SGPT), ``asym``
+            (separate query and document towers: two copies of the transformer).
         device: where to put the model (default CPU).
-        special_tokens: ``"specb"``, ``"speca"`` or ``None`` (SPEC 1.4); default: the saved choice.
-        query_prompt, document_prompt: prompts (string prefixes); default: the saved ones
-            (``sgpt_format.json``, else sentence-transformers' ``prompts`` ``query`` and
-            ``document``/``passage``).
-        chat_template: render texts with the tokenizer's chat template
-            (``sgpt.model.formatting``); default: the saved choice (``sgpt_format.json``, else
-            whether sentence-transformers' ``modality_config`` has ``message``); for a plain
-            backbone, on when its tokenizer has a chat template and no brackets are asked for,
-            as sentence-transformers 6 decides (SmolLM2-Instruct: on; GPT-Neo, Pythia, GPT-J,
-            BERT: no template, raw text as in SGPT). ``False`` embeds raw text.
-        asym: give a symmetric model (plain backbone or saved folder) separate query and
-            document towers, two copies of its transformer (``BiEncoder.make_asymmetric``);
-            an asymmetric folder loads asymmetric either way.
-        default_pooling: pooling of a plain backbone when ``pooling`` is not given (the training
-            recipes use ``weightedmean``, SGPT's choice for GPT models).
+        default_pooling: pooling of a plain backbone when none is given (the training recipes use
+            ``weightedmean``, SGPT's choice for GPT models).
 
     Returns:
         A ``BiEncoder`` in eval mode.
@@ -409,42 +410,55 @@ def load(
     Raises:
         ValueError: unsupported module types, pooling or router configs, or towers with
             different tokenizers, naming the file.
+        TypeError: both ``spec`` and keyword choices, or an unknown choice.
         OSError: the model cannot be found.
     """
-    if pooling is not None:
-        check_pooling_mode(pooling)
+    if spec is not None and choices:
+        raise TypeError("pass the loading choices as a ModelSpec or as keyword arguments, not both")
+    spec = spec if spec is not None else ModelSpec.from_kwargs(**choices)
+    if spec.pooling is not None:
+        check_pooling_mode(spec.pooling)
     root = resolve_hub_folder(name_or_path)
-    modules_file = root / "modules.json"
-    if not modules_file.exists():
-        backbone, tokenizer = load_backbone(name_or_path, dtype=dtype)
-        # as sentence-transformers 6: a chat model's texts go through its template, unless brackets are asked for
-        chat = bool(getattr(tokenizer, "chat_template", None)) and special_tokens in (UNSET, None)
-        fmt = _text_format({"chat_template": chat}, special_tokens, query_prompt, document_prompt, chat_template)
-        model = BiEncoder(
-            backbone,
-            tokenizer,
-            pooling=pooling or check_pooling_mode(default_pooling),
-            max_seq_length=max_seq_length,
-            text_format=fmt,
-        )
-        if asym:
-            model.make_asymmetric()
-        return model.to(device or "cpu").eval()
+    if (root / "modules.json").exists():
+        model = _load_saved(root, spec)
+    else:
+        model = _load_plain(name_or_path, spec, default_pooling)
+    if spec.asym and not model.is_asymmetric:
+        model.make_asymmetric()
+    return model.to(device or "cpu").eval()
 
+
+def _load_plain(name_or_path: str | Path, spec: ModelSpec, default_pooling: str) -> BiEncoder:
+    """A bi-encoder over a plain transformers backbone (folder, hub id or GGUF file)."""
+    backbone, tokenizer = load_backbone(name_or_path, dtype=spec.dtype)
+    # as sentence-transformers 6: a chat model's texts go through its template, unless brackets are asked for
+    chat = bool(getattr(tokenizer, "chat_template", None)) and spec.brackets is None
+    return BiEncoder(
+        backbone,
+        tokenizer,
+        pooling=spec.pooling or check_pooling_mode(default_pooling),
+        max_seq_length=spec.max_seq_length,
+        text_format=_text_format({"chat_template": chat}, spec),
+    )
+
+
+def _load_saved(root: Path, spec: ModelSpec) -> BiEncoder:
+    """A bi-encoder from a sentence-transformers folder (``modules.json``), ``spec`` on top."""
+    modules_file = root / "modules.json"
     entries = sorted(read_json(modules_file), key=lambda e: int(e["idx"]))
     kinds = [_module_kind(e.get("type", ""), str(modules_file)) for e in entries]
     if kinds[:1] not in (["Transformer"], ["Router"]) or kinds.count("Transformer") + kinds.count("Router") != 1:
         raise ValueError(f"{modules_file}: expected exactly one Transformer (or Router) module, first; got {kinds}")
-    rest = [(root / e["path"], k) for e, k in zip(entries[1:], kinds[1:])]
+    rest = [(root / e["path"], k) for e, k in zip(entries[1:], kinds[1:], strict=True)]
     document, default_role = None, "document"
     if kinds[0] == "Transformer":
         query_folder = root / entries[0].get("path", "")
-        backbone, tokenizer = load_backbone(query_folder, dtype=dtype)
+        backbone, tokenizer = load_backbone(query_folder, dtype=spec.dtype)
     else:
         query_folder, document_folder, shared, default_role = _read_router(root / entries[0].get("path", ""))
         rest = shared + rest
-        backbone, tokenizer = load_backbone(query_folder, dtype=dtype)
-        document, document_tokenizer = load_backbone(document_folder, dtype=dtype)
+        backbone, tokenizer = load_backbone(query_folder, dtype=spec.dtype)
+        document, document_tokenizer = load_backbone(document_folder, dtype=spec.dtype)
         if document_tokenizer.get_vocab() != tokenizer.get_vocab():
             raise ValueError(
                 f"{root}: the query and document towers have different tokenizers "
@@ -453,34 +467,35 @@ def load(
         _warn_if_configs_differ(query_folder, document_folder)
     st_config = query_folder / "sentence_bert_config.json"
     saved = read_json(st_config) if st_config.exists() else {}
-    saved_pooling, dense, normalize, seen_pooling = None, [], False, False
-    for folder, kind in rest:
-        if kind == "Pooling":
-            saved_pooling = pooling_mode_from_config(read_json(folder / "config.json"), str(folder / "config.json"))
-            seen_pooling = True
-        elif kind == "Dense":
-            dense.append(_load_dense(folder, "after" if seen_pooling else "before"))
-        elif kind == "Normalize":
-            normalize = True
-    if pooling and saved_pooling and pooling != saved_pooling:
-        logger.warning("%s was saved with %s pooling; using %s as asked", root, saved_pooling, pooling)
-    model = BiEncoder(
+    saved_pooling, dense, normalize = _read_modules(rest)
+    if spec.pooling and saved_pooling and spec.pooling != saved_pooling:
+        logger.warning("%s was saved with %s pooling; using %s as asked", root, saved_pooling, spec.pooling)
+    return BiEncoder(
         backbone,
         tokenizer,
-        pooling=pooling or saved_pooling or "mean",
-        max_seq_length=max_seq_length if max_seq_length is not None else saved.get("max_seq_length"),
+        pooling=spec.pooling or saved_pooling or "mean",
+        max_seq_length=spec.max_seq_length if spec.max_seq_length is not None else saved.get("max_seq_length"),
         dense=dense,
         normalize=normalize,
         do_lower_case=bool(saved.get("do_lower_case", False)),
-        text_format=_text_format(
-            saved_format(root, saved), special_tokens, query_prompt, document_prompt, chat_template
-        ),
+        text_format=_text_format(saved_format(root, saved), spec),
         document_backbone=document,
         default_role=default_role,
     )
-    if asym and not model.is_asymmetric:
-        model.make_asymmetric()
-    return model.to(device or "cpu").eval()
+
+
+def _read_modules(modules: Sequence[tuple[Path, str]]) -> tuple[str | None, list[Dense], bool]:
+    """``(pooling mode, dense heads, normalize)`` of the modules after the transformer; a Dense
+    before the Pooling module runs on token embeddings, after it on the pooled vector."""
+    pooling, dense, normalize = None, [], False
+    for folder, kind in modules:
+        if kind == "Pooling":
+            pooling = pooling_mode_from_config(read_json(folder / "config.json"), str(folder / "config.json"))
+        elif kind == "Dense":
+            dense.append(_load_dense(folder, "after" if pooling else "before"))
+        elif kind == "Normalize":
+            normalize = True
+    return pooling, dense, normalize
 
 
 def _warn_if_configs_differ(query: Path, document: Path) -> None:
@@ -518,20 +533,14 @@ def saved_format(root: Path, transformer_config: dict | None = None) -> dict:
     }
 
 
-def _text_format(
-    saved: dict,
-    special_tokens,
-    query_prompt: str | None,
-    document_prompt: str | None,
-    chat_template: bool | None = None,
-) -> TextFormat:
-    """The saved formatting with the given arguments on top (``UNSET``/``None`` keep the saved value)."""
+def _text_format(saved: dict, spec: ModelSpec) -> TextFormat:
+    """The saved formatting with the choices of ``spec`` on top (``None`` keeps the saved value)."""
     saved = dict(saved)
     where = saved.pop("where", "text format")
     fmt = TextFormat.from_dict(saved, where)
     return TextFormat(
-        special_tokens=fmt.special_tokens if special_tokens is UNSET else special_tokens,
-        query_prompt=fmt.query_prompt if query_prompt is None else query_prompt,
-        document_prompt=fmt.document_prompt if document_prompt is None else document_prompt,
-        chat_template=fmt.chat_template if chat_template is None else bool(chat_template),
+        special_tokens=fmt.special_tokens if spec.special_tokens is None else spec.brackets,
+        query_prompt=fmt.query_prompt if spec.query_prompt is None else spec.query_prompt,
+        document_prompt=fmt.document_prompt if spec.document_prompt is None else spec.document_prompt,
+        chat_template=fmt.chat_template if spec.chat_template is None else bool(spec.chat_template),
     )

@@ -16,7 +16,9 @@ from sgpt.data.beir import load_beir
 from sgpt.data.retrieval_examples import RetrievalExample, beir_examples, read_retrieval_examples
 from sgpt.evaluation.beir import evaluate_retrieval
 from sgpt.model.biencoder import BiEncoder
-from sgpt.model.folder import UNSET, load
+from sgpt.model.folder import load
+from sgpt.model.spec import ModelSpec
+from sgpt.recipes.tasks import RetrievalTask
 from sgpt.train.checkpoints import check_output
 from sgpt.train.config import TrainConfig
 from sgpt.train.distributed import is_main_process
@@ -119,107 +121,56 @@ def beir_evaluator(
     return run
 
 
-def train_retrieval(
-    model_name: str,
-    train_data: Sequence[str | Path],
-    cfg: TrainConfig,
-    *,
-    pooling: str | None = None,
-    max_seq_length: int = 300,
-    special_tokens: str | None | object = UNSET,
-    query_prompt: str | None = None,
-    document_prompt: str | None = None,
-    chat_template: bool | None = None,
-    asym: bool = False,
-    split: str = "train",
-    negatives: str | Path | None = None,
-    negatives_per_query: int = 1,
-    eval_data: Sequence[str | Path] = (),
-    eval_split: str = "test",
-    eval_before: bool = False,
-    dev_data: str | Path | None = None,
-    dev_split: str = "dev",
-    freeze: bool = False,
-    freezenonbias: bool = False,
-    skip_bad_rows: bool = False,
-    dtype: str | None = None,
-    eval_precision: str | None = None,
-) -> dict:
+MINED_NEGATIVES = "negatives"  # <output>/negatives/<folder>-bm25.jsonl, kept with the model
+
+
+def train_retrieval(model_name: str, task: RetrievalTask, cfg: TrainConfig, spec: ModelSpec | None = None) -> dict:
     """Train a bi-encoder for asymmetric search with MNRL over in-batch and hard negatives (SPEC 2.2).
 
     Each epoch gives every training query one example ``(query, positive, negative_1..n)``,
     rotating round-robin through its positives and (once-shuffled) negatives
     (:class:`sgpt.data.RoundRobinExamples`). Column 0 is embedded as a query, the rest as
-    documents (brackets/prompts of ``special_tokens``/``query_prompt``/``document_prompt``;
+    documents (brackets/prompts of the spec's ``special_tokens``/``query_prompt``/``document_prompt``;
     separate towers with ``asym``).
 
     Args:
         model_name: hub id, folder or ``.gguf`` file of the backbone, or a saved bi-encoder.
-        train_data: BEIR-layout folders or generic retrieval jsonl files (see
-            :func:`load_retrieval_examples`).
-        cfg: training settings (``checkpoint_every_epoch``/``resume`` for epoch checkpoints).
-        pooling: pooling mode; default: the saved bi-encoder's, else weightedmean (SGPT's choice).
-        max_seq_length: truncation length in tokens (SGPT msmarco: 300).
-        special_tokens: ``"specb"``, ``"speca"`` or ``None``; default: the saved model's choice.
-        query_prompt, document_prompt: prompts (string prefixes); default: the saved ones.
-        chat_template: render texts with the tokenizer's chat template; default: see ``sgpt.load``.
-        asym: separate query and document towers (SPEC 1.8).
-        split, negatives: see :func:`load_retrieval_examples`.
-        negatives_per_query: hard negatives per example; see :func:`with_negatives`.
-        eval_data: BEIR-layout folders scored on ``eval_split`` after training (and before, with
-            ``eval_before``); never used to pick a checkpoint.
-        dev_data: BEIR-layout folder whose ``dev_split`` picks the best checkpoint by nDCG@10
-            (default: the last model is kept).
-        freeze, freezenonbias: see ``sgpt.train.params.apply_freezing``.
-        skip_bad_rows: skip (and count) malformed data rows instead of stopping.
-        dtype: backbone weight dtype.
-        eval_precision: ``"bfloat16"`` to encode evaluation sets under autocast (default float32).
+        task: the data and scoring of the run.
+        cfg: training settings (``checkpoint_every_epoch``/``resume`` for epoch checkpoints; ``freeze`` /
+            ``freezenonbias``: see ``sgpt.train.params.apply_freezing``).
+        spec: loading choices; pooling defaults to the saved bi-encoder's, else weightedmean (SGPT's
+            choice), ``max_seq_length`` to ``task.max_seq_length``, the formatting to the saved one.
 
     Returns:
         ``{"train": fit summary, "n_queries", "before": {name: metrics} | None, "after": {name: metrics}}``,
         also written to ``<output>/eval/results.json``.
+
+    Raises:
+        ValueError: an output folder the run would destroy, bad data (file, line and field named), or
+            no training query.
     """
-    check_output(Path(cfg.output), cfg.resume)  # before any work: refuse a folder the run would destroy
-    load_kwargs = {"asym": True} if asym else {}
-    model = load(
-        model_name,
-        pooling=pooling,
-        default_pooling="weightedmean",
-        max_seq_length=max_seq_length,
-        dtype=dtype,
-        special_tokens=special_tokens,
-        query_prompt=query_prompt,
-        document_prompt=document_prompt,
-        chat_template=chat_template,
-        **load_kwargs,
-    )
-    apply_freezing(model, freeze=freeze, freezenonbias=freezenonbias)  # model errors before reading/mining data
+    out = Path(cfg.output)
+    check_output(out, cfg.resume)  # before any work: refuse a folder the run would destroy
+    spec = (spec or ModelSpec()).with_defaults(max_seq_length=task.max_seq_length)
+    model = load(model_name, spec, default_pooling="weightedmean")
+    apply_freezing(model, freeze=cfg.freeze, freezenonbias=cfg.freezenonbias)  # model errors before reading data
     examples = load_retrieval_examples(
-        train_data,
-        split=split,
-        negatives=negatives,
-        skip_bad_rows=skip_bad_rows,
-        mined_dir=Path(cfg.output) / "negatives",
+        task.train_data,
+        split=task.split,
+        negatives=task.negatives,
+        skip_bad_rows=task.skip_bad_rows,
+        mined_dir=out / MINED_NEGATIVES,
     )
-    examples, negatives_per_query = with_negatives(examples, negatives_per_query)
+    examples, negatives_per_query = with_negatives(examples, task.negatives_per_query)
     logger.info("%d training queries, %d hard negatives each", len(examples), negatives_per_query)
-    tests = {
-        Path(p).name: beir_evaluator(
-            p, eval_split, cfg.eval_batch_size, precision=eval_precision, skip_bad_rows=skip_bad_rows
-        )
-        for p in eval_data
-    }
+    tests = {Path(p).name: _evaluator(p, task.eval_split, cfg, task) for p in task.eval_data}
     before = None
-    if eval_before and is_main_process():
+    if task.eval_before and is_main_process():
         before = {name: run(model) for name, run in tests.items()}
         for name, scores in before.items():
             logger.info("before training: %s ndcg@10 = %.4f", name, scores["ndcg@10"])
     cfg = dataclasses.replace(cfg, selection_metric=SELECTION_METRIC)  # what a dev set would select on
-    dev = None
-    if dev_data is not None:
-        dev = beir_evaluator(
-            dev_data, dev_split, cfg.eval_batch_size, precision=eval_precision, skip_bad_rows=skip_bad_rows
-        )
+    dev = _evaluator(task.dev_data, task.dev_split, cfg, task) if task.dev_data is not None else None
     data = RoundRobinExamples(examples, negatives_per_query=negatives_per_query, seed=cfg.seed)
     summary = fit(model, data, cfg, evaluator=dev, roles=QUERY_DOCUMENT)
     if not is_main_process():
@@ -227,5 +178,11 @@ def train_retrieval(
     trained = load(cfg.output) if tests else None
     after = {name: run(trained) for name, run in tests.items()}
     results = {"train": summary, "n_queries": len(examples), "before": before, "after": after}
-    write_json(Path(cfg.output) / "eval" / "results.json", results)
+    write_json(out / "eval" / "results.json", results)
     return results
+
+
+def _evaluator(path: str | Path, split: str, cfg: TrainConfig, task: RetrievalTask):
+    return beir_evaluator(
+        path, split, cfg.eval_batch_size, precision=task.eval_precision, skip_bad_rows=task.skip_bad_rows
+    )

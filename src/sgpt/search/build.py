@@ -19,25 +19,29 @@ from tqdm.auto import tqdm
 
 from sgpt.data.beir import read_corpus
 from sgpt.data.documents import document_text
-from sgpt.search.faiss_params import index_params, make_faiss_index
+from sgpt.model.spec import ModelSpec
+from sgpt.search.faiss_params import make_faiss_index
 from sgpt.search.index import DOCS_FILE, FORMAT, FORMAT_VERSION, INDEX_FILE, MANIFEST, OFFSETS_FILE, resolve_model
+from sgpt.search.settings import IndexSettings
 from sgpt.search.shards import ShardStore, corpus_fingerprint, json_normal, weights_fingerprint
 from sgpt.utils.io import atomic_dir, write_json
 from sgpt.version import __version__
 
 if TYPE_CHECKING:
+    import faiss
+
     from sgpt.model.biencoder import BiEncoder
 
 logger = logging.getLogger("sgpt.search")
 
-__all__ = ["build_index"]
+__all__ = ["IndexSettings", "build_index", "check_index_output"]  # IndexSettings: sgpt.search.settings
 
 
-def _model_record(model: BiEncoder, name_or_path: str | Path | None, load_kwargs: Mapping[str, Any]) -> dict:
-    """The manifest's ``model`` entry: where to reload it from and with which arguments.
+def _model_record(model: BiEncoder, name_or_path: str | Path | None, spec: ModelSpec) -> dict:
+    """The manifest's ``model`` entry: where to reload it from and with which ``sgpt.load`` arguments.
 
-    ``load_kwargs`` given by the caller win; pooling, length and formatting default to the
-    model's signature, so ``sgpt.load(name_or_path, **load_kwargs)`` rebuilds the same model.
+    The choices given in ``spec`` win; pooling, length and formatting default to the model's
+    signature, so ``sgpt.load(name_or_path, **load_kwargs)`` rebuilds the same model.
     """
     if name_or_path is None:
         name_or_path = getattr(model.backbone.config, "_name_or_path", "") or ""
@@ -51,7 +55,7 @@ def _model_record(model: BiEncoder, name_or_path: str | Path | None, load_kwargs
     dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
     if dtype != "float32":
         kwargs["dtype"] = dtype
-    kwargs.update({k: v for k, v in load_kwargs.items() if v is not None})
+    kwargs.update(spec.given())
     return {"name_or_path": str(name_or_path), "load_kwargs": kwargs, "weights_sha256": weights_fingerprint(model)}
 
 
@@ -88,22 +92,13 @@ def build_index(
     corpus_path: str | Path,
     model: BiEncoder | str | Path,
     out_dir: str | Path,
+    settings: IndexSettings | None = None,
     *,
-    shard_size: int = 10_000,
-    batch_size: int = 32,
-    index_type: str = "flat",
-    nlist: int | None = None,
-    nprobe: int | None = None,
-    m: int = 32,
-    ef_construction: int = 200,
-    ef_search: int = 128,
-    precision: str | None = None,
+    spec: ModelSpec | None = None,
     show_progress: bool = False,
-    resume: bool = True,
-    model_name: str | None = None,
-    load_kwargs: Mapping[str, Any] | None = None,
+    **fields: Any,
 ) -> Path:
-    """Embed a BEIR corpus and write a searchable index folder (layout: module doc).
+    """Embed a BEIR corpus and write a searchable index folder (layout: :mod:`sgpt.search.index`).
 
     Documents (``title text``) are embedded with ``model.encode_documents(..., normalize=True)``
     in shards of ``shard_size`` documents under ``<out_dir>.partial/``; a rerun after a crash
@@ -113,24 +108,12 @@ def build_index(
 
     Args:
         corpus_path: BEIR ``corpus.jsonl`` or ``corpus.jsonl.gz`` (``_id``, ``title``, ``text``).
-        model: a ``BiEncoder``, or a path / hub id loaded with ``sgpt.load(model, **load_kwargs)``.
-        out_dir: the index folder to write (replaced if it exists).
-        shard_size: documents per shard (the most a crash can lose).
-        batch_size: texts per forward pass.
-        index_type: ``flat`` (exact), ``ivf`` or ``hnsw``.
-        nlist: IVF lists (default ``round(4 * sqrt(n_docs))``, at most ``n_docs // 39`` so that faiss's
-            k-means gets 39 documents per list, at least 1).
-        nprobe: IVF lists visited per query (default ``ceil(nlist / 16)``; overridable per search).
-        m: HNSW links per node.
-        ef_construction: HNSW candidate list size while building.
-        ef_search: HNSW candidate list size while searching (overridable per search).
-        precision: ``None``/``"float32"``, or ``"bfloat16"`` autocast (also used for queries).
+        model: a ``BiEncoder``, or a path / hub id loaded with ``sgpt.load(model, spec)``.
+        out_dir: the index folder to write (an earlier index there is replaced once the new one is complete).
+        settings: index type, FAISS parameters, shard size, batch size, precision, resume
+            (:class:`IndexSettings`); or give its fields as keyword arguments (``fields``).
+        spec: loading choices for a ``model`` given as a path, recorded for reloading the query model.
         show_progress: a tqdm bar over documents.
-        resume: reuse finished shards of an interrupted build; ``False`` starts over.
-        model_name: what the manifest records as the model's location (default: the path given,
-            else the backbone's ``name_or_path``); ``Index.load`` reloads the query model from it.
-        load_kwargs: arguments of ``sgpt.load`` (pooling, max_seq_length, dtype, ...), used to load
-            ``model`` when it is a path and recorded for reloading.
 
     Returns:
         ``Path(out_dir)``.
@@ -140,46 +123,89 @@ def build_index(
         ValueError: a bad corpus line (file, line and field named), an empty corpus, bad index
             parameters, shards of a different build in ``<out_dir>.partial`` (what differs is
             named), or an ``out_dir`` that is a file or holds something other than an sgpt index.
+        TypeError: both ``settings`` and keyword fields.
     """
-    if shard_size < 1 or batch_size < 1:
-        raise ValueError(f"shard_size and batch_size must be >= 1, got {shard_size} and {batch_size}")
+    if settings is not None and fields:
+        raise TypeError("pass IndexSettings or its fields as keyword arguments, not both")
+    settings = settings if settings is not None else IndexSettings(**fields)
+    spec = spec or ModelSpec()
     corpus_path, out_dir = Path(corpus_path), Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"{out_dir}: exists and is not a folder (choose another --out)")
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file():
-        raise ValueError(f"{out_dir}: exists and is not an sgpt index; refusing to replace it (choose another --out)")
+    check_index_output(out_dir)
     ids, texts = _read_documents(corpus_path)
-    n = len(ids)
-    params = index_params(
-        index_type, n, nlist=nlist, nprobe=nprobe, m=m, ef_construction=ef_construction, ef_search=ef_search
-    )
-    load_kwargs = dict(load_kwargs or {})
-    model, given_name = resolve_model(model, load_kwargs)
-    record = _model_record(model, model_name or given_name, load_kwargs)
+    params = settings.faiss_params(len(ids))
+    model, given_name = resolve_model(model, spec)
+    record = _model_record(model, given_name, spec)
     signature = json_normal(model.signature())
-    dim = int(model.embedding_dim)
     corpus = {
         "path": str(corpus_path.resolve()),
         "size_bytes": corpus_path.stat().st_size,
         "sha256": corpus_fingerprint(ids, texts),
     }
+    precision = settings.precision or "fp32"
     key = {
         "corpus_sha256": corpus["sha256"],
-        "n_docs": n,
+        "n_docs": len(ids),
         "weights_sha256": record["weights_sha256"],
         "signature": signature,
-        "precision": precision or "float32",
-        "shard_size": shard_size,
+        "precision": precision,
+        "shard_size": settings.shard_size,
     }
     work = out_dir.resolve()
-    store = ShardStore(work.with_name(work.name + ".partial"), key, resume=resume)
+    store = ShardStore(work.with_name(work.name + ".partial"), key, resume=settings.resume)
+    shards = _embed_shards(model, ids, texts, store, settings, show_progress)
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "sgpt_version": __version__,
+        "model": record,
+        "signature": signature,
+        "precision": precision,
+        "index": params,
+        "n_docs": len(ids),
+        "dim": int(model.embedding_dim),
+        "corpus": corpus,
+        "shard_size": settings.shard_size,
+    }
+    _write_index(out_dir, make_faiss_index(params, shards, int(model.embedding_dim)), ids, texts, manifest)
+    store.remove()
+    logger.debug("indexed %d documents (d=%d, %s) in %s", len(ids), model.embedding_dim, params["type"], out_dir)
+    return out_dir
 
-    n_shards = math.ceil(n / shard_size)
-    chunk = batch_size * 32  # progress granularity inside a shard; each chunk is still length-sorted
+
+def check_index_output(out_dir: Path) -> None:
+    """Refuse an ``out_dir`` that is a file or a non-empty folder other than an sgpt index; say
+    when an existing index will be replaced.
+
+    Raises:
+        ValueError: naming the folder.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{out_dir}: exists and is not a folder (choose another --output)")
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file():
+        raise ValueError(
+            f"{out_dir}: exists and is not an sgpt index; refusing to replace it (choose another --output)"
+        )
+    if (out_dir / MANIFEST).is_file():
+        logger.warning("%s holds an index; it is rebuilt and replaced once the new one is complete", out_dir)
+
+
+def _embed_shards(
+    model: BiEncoder,
+    ids: Sequence[str],
+    texts: Sequence[str],
+    store: ShardStore,
+    settings: IndexSettings,
+    show_progress: bool,
+) -> list[np.ndarray]:
+    """Embed every shard not finished in ``store`` (normalised document vectors) and return all
+    shards' ``[n_i, d]`` float32 arrays in order."""
+    n, dim, size = len(ids), int(model.embedding_dim), settings.shard_size
+    n_shards = math.ceil(n / size)
+    chunk = settings.batch_size * 32  # progress granularity inside a shard; each chunk is still length-sorted
     reused = 0
     with tqdm(total=n, desc="embed documents", unit="doc", disable=not show_progress) as bar:
         for shard in range(n_shards):
-            lo, hi = shard * shard_size, min(n, (shard + 1) * shard_size)
+            lo, hi = shard * size, min(n, (shard + 1) * size)
             if store.is_done(shard, ids[lo:hi], dim):
                 reused += 1
                 bar.update(hi - lo)
@@ -188,33 +214,20 @@ def build_index(
             for a in range(lo, hi, chunk):
                 b = min(hi, a + chunk)
                 emb[a - lo : b - lo] = model.encode_documents(
-                    texts[a:b], batch_size=batch_size, normalize=True, precision=precision
+                    texts[a:b], batch_size=settings.batch_size, normalize=True, precision=settings.precision
                 )
                 bar.update(b - a)
             store.write(shard, ids[lo:hi], emb)
     if reused:
         logger.info("reused %d of %d finished shards from %s", reused, n_shards, store.folder)
+    return [store.load(s) for s in range(n_shards)]
 
-    index = make_faiss_index(params, [store.load(s) for s in range(n_shards)], dim)
-    manifest = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "sgpt_version": __version__,
-        "model": record,
-        "signature": signature,
-        "precision": precision or "float32",
-        "index": params,
-        "n_docs": n,
-        "dim": dim,
-        "corpus": corpus,
-        "shard_size": shard_size,
-    }
+
+def _write_index(out_dir: Path, index: faiss.Index, ids: Sequence[str], texts: Sequence[str], manifest: dict) -> None:
+    """The index folder, atomically: ``index.faiss``, ``docs.jsonl`` + offsets, then ``manifest.json``."""
     import faiss
 
     with atomic_dir(out_dir) as tmp:
         faiss.write_index(index, str(tmp / INDEX_FILE))
         _write_docs(tmp, ids, texts)
         write_json(tmp / MANIFEST, manifest)
-    store.remove()
-    logger.debug("indexed %d documents (d=%d, %s) in %s", n, dim, index_type, out_dir)
-    return out_dir

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     import faiss
 
     from sgpt.model.biencoder import BiEncoder
+    from sgpt.model.spec import ModelSpec
 
 logger = logging.getLogger("sgpt.search")
 
@@ -65,12 +66,12 @@ class Hit:
         return {"id": self.id, "score": self.score, "text": self.text}
 
 
-def resolve_model(model: BiEncoder | str | Path, load_kwargs: Mapping[str, Any]) -> tuple[BiEncoder, str | None]:
-    """``model`` itself, or the model loaded from a path/hub id (returned with that name)."""
+def resolve_model(model: BiEncoder | str | Path, spec: ModelSpec | None = None) -> tuple[BiEncoder, str | None]:
+    """``model`` itself, or the model loaded from a path/hub id with ``spec`` (returned with that name)."""
     if isinstance(model, (str, Path)):
-        import sgpt
+        from sgpt.model.folder import load
 
-        return sgpt.load(model, **{k: v for k, v in load_kwargs.items() if v is not None}), str(model)
+        return load(model, spec), str(model)
     return model, None
 
 
@@ -146,7 +147,7 @@ class Index:
             )
         out = cls(path, manifest, index, offsets)
         if model is not None:
-            out._model = out.check_model(resolve_model(model, {})[0])
+            out._model = out.check_model(resolve_model(model)[0])
         return out
 
     # ------------------------------------------------------------------ properties
@@ -223,22 +224,23 @@ class Index:
             self._model = model
         return self._model
 
-    def recorded_model(self, **overrides: Any) -> BiEncoder:
+    def recorded_model(self, spec: ModelSpec | None = None, **choices: Any) -> BiEncoder:
         """Load the model recorded in the manifest with its recorded ``sgpt.load`` arguments, updated
-        by ``overrides`` (e.g. ``dtype="bfloat16"``, ``pooling="cls"``), and check it (:meth:`check_model`).
+        by the choices given in ``spec`` or as keyword arguments (e.g. ``dtype="bf16"``,
+        ``pooling="cls"``), and check it (:meth:`check_model`).
 
         Raises:
             ValueError: no model location recorded, or the loaded model's signature differs from the
                 index's (an override of pooling or length does that; each difference is named).
             OSError: the recorded model cannot be found.
         """
-        import sgpt
+        from sgpt.model.folder import load
 
         record = self.manifest["model"]
         if not record.get("name_or_path"):
             raise ValueError(f"{self.path / MANIFEST}: no model location recorded; pass the query model")
-        kwargs = {**record.get("load_kwargs", {}), **{k: v for k, v in overrides.items() if v is not None}}
-        return self.check_model(sgpt.load(record["name_or_path"], **kwargs))
+        kwargs = {**record.get("load_kwargs", {}), **(spec.given() if spec else {}), **choices}
+        return self.check_model(load(record["name_or_path"], **kwargs))
 
     # ------------------------------------------------------------------ search
     def search(

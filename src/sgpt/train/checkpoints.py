@@ -21,6 +21,17 @@ from sgpt.utils.diff import differences
 
 CHECKPOINTS = "checkpoints"
 TRAINER_STATE = "trainer_state.pt"
+# What a run writes into its output folder next to the saved model; saving a new best model keeps them.
+RUN_FILES = (
+    "train_log.csv",
+    "eval_log.csv",
+    "training_curve.png",
+    "train_summary.json",
+    "runs",
+    "eval",
+    CHECKPOINTS,
+    "negatives",
+)
 
 # Settings that shape the training trajectory: a resumed run must have the same.
 RESUME_KEYS = (
@@ -39,6 +50,8 @@ RESUME_KEYS = (
     "gradcache",
     "data_parallel",
     "selection_metric",
+    "freeze",
+    "freezenonbias",
 )
 
 
@@ -53,7 +66,7 @@ def check_output(out: Path, resume: bool) -> None:
         raise ValueError(f"{out}: exists and is not a folder (choose another --output)")
     if not out.is_dir() or not any(out.iterdir()):
         return
-    if not any((out / name).exists() for name in ("modules.json", "train_log.csv", CHECKPOINTS)):
+    if not any((out / name).exists() for name in ("modules.json", *RUN_FILES)):
         raise ValueError(
             f"{out}: exists, is not empty and is not an sgpt model or training output; "
             "refusing to replace it (choose another --output)"

@@ -6,8 +6,10 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
+from sgpt.utils.precision import PRECISIONS as FLOAT_PRECISIONS
+
 DATA_PARALLEL_MODES = ("shard", "replicate")
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", *FLOAT_PRECISIONS)
 _UNITS = {
     "": 1,
     "b": 1,
@@ -82,6 +84,8 @@ class TrainConfig:
             written last, so a checkpoint without it is incomplete and ignored.
         resume: continue from the newest complete checkpoint in ``<output>/checkpoints`` (the same
             result as a run that was never interrupted); start fresh when there is none.
+        freeze: train only the added heads (the transformer is frozen).
+        freezenonbias: BitFit: train only bias tensors (SPEC 1.5).
     """
 
     output: str
@@ -110,36 +114,44 @@ class TrainConfig:
     data_parallel: Literal["shard", "replicate"] = "shard"
     checkpoint_every_epoch: bool = False
     resume: bool = False
+    freeze: bool = False
+    freezenonbias: bool = False
 
     def __post_init__(self) -> None:
-        errors = []
-        for name in ("batch_size", "epochs", "grad_accum", "eval_batch_size", "log_every"):
-            if getattr(self, name) < 1:
-                errors.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_steps", "warmup_steps", "eval_steps", "micro_batch_size"):
-            value = getattr(self, name)
-            if value is not None and value < (0 if name == "warmup_steps" else 1):
-                errors.append(f"{name} must be positive, got {value}")
-        if not self.lr > 0:
-            errors.append(f"lr must be > 0, got {self.lr}")
-        if not 0 <= self.warmup_ratio <= 1:
-            errors.append(f"warmup_ratio must be in [0, 1], got {self.warmup_ratio}")
-        if self.precision not in PRECISIONS:
-            errors.append(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.chunk_size != "auto" and (
-            not isinstance(self.chunk_size, int) or isinstance(self.chunk_size, bool) or self.chunk_size < 1
-        ):
-            errors.append(f"chunk_size must be an integer >= 1 or 'auto', got {self.chunk_size!r}")
-        if self.max_memory is not None:
-            try:
-                parse_bytes(self.max_memory)
-            except ValueError as e:
-                errors.append(str(e))
-        if self.data_parallel not in DATA_PARALLEL_MODES:
-            errors.append(f"data_parallel must be one of {DATA_PARALLEL_MODES}, got {self.data_parallel!r}")
+        errors = _errors(self)
         if errors:
             raise ValueError("invalid training config: " + "; ".join(errors))
 
     def to_dict(self) -> dict:
         """Plain dict (for JSON logs and trackers)."""
         return asdict(self)
+
+
+def _errors(cfg: TrainConfig) -> list[str]:
+    """Every invalid field of ``cfg``, each as ``name must be ..., got value``."""
+    errors = []
+    for name in ("batch_size", "epochs", "grad_accum", "eval_batch_size", "log_every"):
+        if getattr(cfg, name) < 1:
+            errors.append(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    for name in ("max_steps", "warmup_steps", "eval_steps", "micro_batch_size"):
+        value = getattr(cfg, name)
+        if value is not None and value < (0 if name == "warmup_steps" else 1):
+            errors.append(f"{name} must be positive, got {value}")
+    if not cfg.lr > 0:
+        errors.append(f"lr must be > 0, got {cfg.lr}")
+    if not 0 <= cfg.warmup_ratio <= 1:
+        errors.append(f"warmup_ratio must be in [0, 1], got {cfg.warmup_ratio}")
+    if cfg.precision not in PRECISIONS:
+        errors.append(f"precision must be one of {PRECISIONS}, got {cfg.precision!r}")
+    if cfg.chunk_size != "auto" and (
+        not isinstance(cfg.chunk_size, int) or isinstance(cfg.chunk_size, bool) or cfg.chunk_size < 1
+    ):
+        errors.append(f"chunk_size must be an integer >= 1 or 'auto', got {cfg.chunk_size!r}")
+    if cfg.max_memory is not None:
+        try:
+            parse_bytes(cfg.max_memory)
+        except ValueError as e:
+            errors.append(str(e))
+    if cfg.data_parallel not in DATA_PARALLEL_MODES:
+        errors.append(f"data_parallel must be one of {DATA_PARALLEL_MODES}, got {cfg.data_parallel!r}")
+    return errors

@@ -27,6 +27,7 @@ from sgpt.model.biencoder import BiEncoder
 from sgpt.model.formatting import Role
 from sgpt.train.checkpoints import (
     CHECKPOINTS,
+    RUN_FILES,
     check_output,
     latest_checkpoint,
     restore_checkpoint,
@@ -58,9 +59,6 @@ from sgpt.train.runlog import RunLog
 from sgpt.utils.io import write_json
 
 logger = logging.getLogger("sgpt.train")
-
-# Files the trainer writes next to the saved model; a new best checkpoint keeps them.
-LOG_FILES = ("train_log.csv", "eval_log.csv", "training_curve.png", "train_summary.json", "runs", "eval", "checkpoints")
 
 Example = tuple[str, ...]
 Evaluator = Callable[[BiEncoder], dict]
@@ -335,7 +333,7 @@ def _train(
         tqdm.write(f"step {step}: dev {cfg.selection_metric} = {score:.4f}")
         if score > best["score"]:
             best.update(step=step, score=score, scores=scores)
-            model.save(out, keep=LOG_FILES)
+            model.save(out, keep=RUN_FILES)
         log.write()
 
     steps_per_epoch = max(1, batches_per_epoch // cfg.grad_accum)
@@ -390,7 +388,7 @@ def _train(
     seconds = time.perf_counter() - start
     if main:
         if evaluator is None:
-            model.save(out, keep=LOG_FILES)
+            model.save(out, keep=RUN_FILES)
         log.write()
         write_json(
             out / "train_summary.json",
