@@ -36,7 +36,7 @@ def stsb_test_sentences() -> list[str]:
     from sgpt.data import read_sts
 
     data = read_sts(DATA / "stsb", split="test")
-    return [s for pair in zip(data.sentences1, data.sentences2) for s in pair]
+    return [s for pair in zip(data.sentences1, data.sentences2, strict=False) for s in pair]
 
 
 def snli_triplets(n: int, seed: int = 0) -> list[tuple[str, str, str]]:
@@ -46,7 +46,7 @@ def snli_triplets(n: int, seed: int = 0) -> list[tuple[str, str, str]]:
     return build_triplets(read_nli_pairs(DATA / "snli-senteval"), seed=seed)[:n]
 
 
-def encode_vs_st(
+def encode_vs_st(  # noqa: PLR0913 - one knob per column of the benchmark table
     name: str,
     path: str,
     pooling: str,

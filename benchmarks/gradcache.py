@@ -58,7 +58,7 @@ def first_batch(batch_size: int, largest: int, path: str) -> list[tuple[str, str
 def sgpt_step(job: dict, device: torch.device):
     import sgpt
     from sgpt.train.config import TrainConfig
-    from sgpt.train.trainer import make_step
+    from sgpt.train.step import make_step
 
     model = sgpt.load(
         job["path"], pooling=job["pooling"], max_seq_length=job["max_len"], device=device, chat_template=False
@@ -84,7 +84,7 @@ def st_step(job: dict, device: torch.device):
 
     def step(batch):
         feats = []
-        for column in zip(*batch):
+        for column in zip(*batch, strict=False):
             f = model.preprocess(list(column))
             feats.append({k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in f.items()})
         loss = loss_fn(feats, None)

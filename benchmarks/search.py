@@ -186,7 +186,7 @@ def plot(results: dict, path: Path, batch: int) -> None:
     fig.savefig(path, dpi=100)
 
 
-def main() -> None:
+def main() -> None:  # noqa: PLR0915 - argument parsing, then one block per measured part
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--parts", nargs="+", choices=["encode", "search"], default=["encode", "search"])
     p.add_argument("--models", nargs="+", choices=["minilm", "smollm2"], default=["minilm", "smollm2"])

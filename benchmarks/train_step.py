@@ -85,20 +85,20 @@ def st_step_times(path, pooling, max_len, triplets, batch, steps, lr, chat=False
     return times[1:]
 
 
-def sgpt_step_times(path, pooling, max_len, triplets, batch, steps, lr, micro, chat=False):
+def sgpt_step_times(path, pooling, max_len, triplets, batch, steps, lr, micro, chat=False):  # noqa: PLR0913 - the benchmark's knobs
     """Seconds per optimizer step of sgpt's MNRL step + AdamW (first step excluded)."""
 
     import sgpt
     from sgpt.data import NoDuplicatesBatchSampler
     from sgpt.train.config import TrainConfig
     from sgpt.train.params import adamw
-    from sgpt.train.trainer import mnrl_step
+    from sgpt.train.step import mnrl_step
 
     model = sgpt.load(path, pooling=pooling, max_seq_length=max_len, chat_template=chat).train()
     cfg = TrainConfig(output=str(REPO / "runs" / "bench-sgpt"), batch_size=batch, lr=lr, micro_batch_size=micro)
     opt = adamw(model, lr=lr)
     sampler, times = NoDuplicatesBatchSampler(triplets, batch, seed=0), []
-    for i, idx in zip(range(steps + 1), sampler):
+    for _, idx in zip(range(steps + 1), sampler, strict=False):
         t = time.perf_counter()
         mnrl_step(model, [triplets[j] for j in idx], cfg, 1.0)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -18,9 +18,7 @@ import sgpt
 from sgpt.train import gradcache
 from sgpt.train.config import TrainConfig
 from sgpt.train.losses import mnrl_global
-from sgpt.train.trainer import length_order, make_step, text_embedder
-
-pytestmark = pytest.mark.usefixtures("one_thread")
+from sgpt.train.step import length_order, make_step, text_embedder
 
 REL = 1e-5
 _WORDS = [

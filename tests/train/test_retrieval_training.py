@@ -13,9 +13,9 @@ from sgpt.data import NoDuplicatesBatchSampler, RetrievalExample, RoundRobinExam
 from sgpt.train import trainer as trainer_mod
 from sgpt.train.config import TrainConfig
 from sgpt.train.losses import mnrl_from_columns
-from sgpt.train.trainer import QUERY_DOCUMENT, fit, latest_checkpoint, make_step
-
-pytestmark = pytest.mark.usefixtures("one_thread")
+from sgpt.train.checkpoints import latest_checkpoint
+from sgpt.train.step import QUERY_DOCUMENT, make_step
+from sgpt.train.trainer import fit
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
+from conftest import need_data
 
 import sgpt
 from sgpt.data import NoDuplicatesBatchSampler, build_triplets, read_nli_pairs
@@ -13,19 +12,14 @@ from sgpt.train import trainer as trainer_mod
 from sgpt.train.config import TrainConfig
 from sgpt.train.losses import mnrl_from_columns, split_columns
 from sgpt.train.params import apply_freezing
-from sgpt.train.trainer import fit, flatten_columns
-
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+from sgpt.train.step import flatten_columns
+from sgpt.train.trainer import fit
 
 
 @pytest.fixture(scope="module")
 def snli_triplets():
-    if not (DATA / "snli-senteval").exists():
-        pytest.skip("../shared/data is absent")
     triplets, seen = [], set()
-    for t in build_triplets(read_nli_pairs(DATA / "snli-senteval", split="dev"), seed=0):
+    for t in build_triplets(read_nli_pairs(need_data("snli-senteval"), split="dev"), seed=0):
         if not seen.intersection(x.lower() for x in t):  # duplicate-free, so any batch can be formed
             triplets.append(t)
             seen.update(x.lower() for x in t)

@@ -148,7 +148,7 @@ def _run_eval_beir(args: argparse.Namespace) -> int:
 def _dataset_names(folders: list[str]) -> list[str]:
     """Folder names as result keys; the full path where two folders share a name."""
     base = [Path(f).name or str(f) for f in folders]
-    return [b if base.count(b) == 1 else str(f) for b, f in zip(base, folders)]
+    return [b if base.count(b) == 1 else str(f) for b, f in zip(base, folders, strict=False)]
 
 
 def _dataset_names(folders: list[str]) -> list[str]:

@@ -91,15 +91,21 @@ def detect_nli_layout(path: str | Path) -> str | None:
         DataFormatError: A file to sniff is empty or its gzip stream is corrupt.
     """
     path = Path(path)
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file())
-        for layout, pattern in (("senteval", _SENTEVAL), ("sick", _SICK), ("allnli", _ALLNLI)):
-            if any(pattern.match(p.name) for p in files):
-                return layout
-        # jsonl files may hold triplets instead: the folder is NLI only if one of them sniffs as NLI
-        if any(_JSONL.match(p.name) and detect_nli_layout(p) == "jsonl" for p in files):
-            return "jsonl"
-        return None
+    return _detect_folder(path) if path.is_dir() else _detect_file(path)
+
+
+def _detect_folder(path: Path) -> str | None:
+    files = sorted(p for p in path.iterdir() if p.is_file())
+    for layout, pattern in (("senteval", _SENTEVAL), ("sick", _SICK), ("allnli", _ALLNLI)):
+        if any(pattern.match(p.name) for p in files):
+            return layout
+    # jsonl files may hold triplets instead: the folder is NLI only if one of them sniffs as NLI
+    if any(_JSONL.match(p.name) and detect_nli_layout(p) == "jsonl" for p in files):
+        return "jsonl"
+    return None
+
+
+def _detect_file(path: Path) -> str | None:
     if _SENTEVAL.match(path.name):
         return "senteval"
     first = first_nonblank_line(path)
@@ -108,9 +114,8 @@ def detect_nli_layout(path: str | Path) -> str | None:
             keys = set(json.loads(first))
         except (ValueError, TypeError):
             return None
-        if {"sentence1", "sentence2"} <= keys or {"premise", "hypothesis", "label"} <= keys:
-            return "jsonl"
-        return None
+        nli = {"sentence1", "sentence2"} <= keys or {"premise", "hypothesis", "label"} <= keys
+        return "jsonl" if nli else None
     columns = {name.strip() for name in first.split("\t")}
     if set(_SICK_COLUMNS) <= columns:
         return "sick"
@@ -322,7 +327,7 @@ def _read_senteval_split(roles: dict[str, Path], source: Path, skip_bad_rows: bo
             return None
         return NLIPair(clean_text(s1, roles["s1"], i, "s1"), clean_text(s2, roles["s2"], i, "s2"), label)
 
-    rows = enumerate(zip(lines["s1"], lines["s2"], lines["labels"]), start=1)
+    rows = enumerate(zip(lines["s1"], lines["s2"], lines["labels"], strict=False), start=1)
     pairs.extend(pair for _, pair in bad.each(rows, parse) if pair is not None)
     bad.report()
     _log_no_gold(no_gold, source)

@@ -215,7 +215,7 @@ def _read_sts_subset(input_path: Path) -> STSData:
     s1: list[str] = []
     s2: list[str] = []
     scores: list[float] = []
-    for lineno, (line, gold) in enumerate(zip(inputs, golds), start=1):
+    for lineno, (line, gold) in enumerate(zip(inputs, golds, strict=False), start=1):
         if not gold.strip():
             continue  # empty gold line = pair not scored by the organisers
         scores.append(parse_score(gold, gold_path, lineno, "score", 0.0, MAX_SCORE) / MAX_SCORE)

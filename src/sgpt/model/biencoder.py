@@ -81,7 +81,7 @@ class BiEncoder(nn.Module):
             is ``backbone`` itself or has another hidden size, or an unknown ``default_role``.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - one argument per sentence-transformers module of the saved folder
         self,
         backbone: nn.Module,
         tokenizer: PreTrainedTokenizerBase,

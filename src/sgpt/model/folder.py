@@ -172,7 +172,7 @@ def _save_router(model: BiEncoder, folder: Path, before: Sequence[Dense]) -> Non
     """The two towers (and the shared layers before pooling) as a sentence-transformers ``Router``."""
     types: dict[str, str] = {}
     structure: dict[str, list[str]] = {"query": [], "document": []}
-    for role, tower in zip(ROLES, model.towers()):
+    for role, tower in zip(ROLES, model.towers(), strict=False):
         name = f"{role}_0_Transformer"
         _save_transformer(model, tower, folder / name)
         types[name] = ST + "Transformer"
@@ -297,18 +297,10 @@ def _read_router(folder: Path) -> tuple[Path, Path, list[tuple[Path, str]], Role
             raise ValueError(f"{file}: the {role} routes differ ({routes[role]} vs {list(ids)})")
     if set(routes) != set(ROLES):
         raise ValueError(f"{file}: expected a query and a document route, got {sorted(structure)}")
-    kinds: dict[str, str] = {}
-    for ids in routes.values():
-        for mid in ids:
-            if mid not in types or Path(mid).is_absolute() or len(Path(mid).parts) != 1 or mid in (".", ".."):
-                raise ValueError(f"{file}: module {mid!r} is not a sub-folder listed under 'types'")
-            kinds[mid] = _module_kind(types[mid], str(file))
-        route_kinds = [kinds[m] for m in ids]
-        if route_kinds[:1] != ["Transformer"] or route_kinds.count("Transformer") != 1 or "Router" in route_kinds:
-            raise ValueError(f"{file}: each route must start with its only Transformer; got {ids}")
+    kinds = _route_kinds(file, routes, types)
     query, document = routes["query"], routes["document"]
     if len(query) != len(document) or not all(
-        _same_module(folder, a, b, kinds) for a, b in zip(query[1:], document[1:])
+        _same_module(folder, a, b, kinds) for a, b in zip(query[1:], document[1:], strict=False)
     ):
         raise ValueError(
             f"{file}: the query and document routes differ after their transformers "
@@ -325,6 +317,24 @@ def _read_router(folder: Path) -> tuple[Path, Path, list[tuple[Path, str]], Role
         [(folder / m, kinds[m]) for m in query[1:]],
         ROUTE_ROLES[default] if default is not None else None,
     )
+
+
+def _route_kinds(file: Path, routes: dict[str, list[str]], types: dict[str, str]) -> dict[str, str]:
+    """Module id -> kind for every module of the routes, checking each route starts with its only Transformer.
+
+    Raises:
+        ValueError: a module that is not a plain sub-folder listed under ``types``, or a bad route.
+    """
+    kinds: dict[str, str] = {}
+    for ids in routes.values():
+        for mid in ids:
+            if mid not in types or Path(mid).is_absolute() or len(Path(mid).parts) != 1 or mid in (".", ".."):
+                raise ValueError(f"{file}: module {mid!r} is not a sub-folder listed under 'types'")
+            kinds[mid] = _module_kind(types[mid], str(file))
+        route_kinds = [kinds[m] for m in ids]
+        if route_kinds[:1] != ["Transformer"] or route_kinds.count("Transformer") != 1 or "Router" in route_kinds:
+            raise ValueError(f"{file}: each route must start with its only Transformer; got {ids}")
+    return kinds
 
 
 def _same_module(folder: Path, a: str, b: str, kinds: dict[str, str]) -> bool:

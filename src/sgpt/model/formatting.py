@@ -297,8 +297,9 @@ class Formatter:
                 for filler in ("0", "1 2 3 4")
             )
             shortest = min(len(first), len(second))
-            start = next((i for i, (a, b) in enumerate(zip(first, second)) if a != b), shortest)
-            end = next((i for i, (a, b) in enumerate(zip(reversed(first), reversed(second))) if a != b), shortest)
+            start = next((i for i, (a, b) in enumerate(zip(first, second, strict=False)) if a != b), shortest)
+            tails = zip(reversed(first), reversed(second), strict=False)
+            end = next((i for i, (a, b) in enumerate(tails) if a != b), shortest)
             tail = list(first[len(first) - end :]) if 0 < end < shortest else []
             self._parts[system] = (start, tail)
         return self._parts[system]

@@ -23,7 +23,8 @@ from sgpt.train.checkpoints import check_output
 from sgpt.train.config import TrainConfig
 from sgpt.train.distributed import is_main_process
 from sgpt.train.params import apply_freezing
-from sgpt.train.trainer import QUERY_DOCUMENT, fit
+from sgpt.train.step import QUERY_DOCUMENT
+from sgpt.train.trainer import fit
 from sgpt.utils.io import write_json
 
 logger = logging.getLogger("sgpt.train")

@@ -1,5 +1,6 @@
-"""Search over embedded corpora: exact dense search (``sgpt.search.exact``), dense FAISS indexes (``sgpt.search.build``, ``sgpt.search.index``) and, alongside, lexical
-baselines. Importing this package is cheap: the submodules (FAISS, torch) load on first use.
+"""Search over embedded corpora: exact dense search (``sgpt.search.exact``), dense FAISS indexes
+(``sgpt.search.build``, ``sgpt.search.index``) and, alongside, lexical baselines.
+Importing this package is cheap: the submodules (FAISS, torch) load on first use.
 
     from sgpt.search import Index, build_index
     build_index("corpus.jsonl.gz", "models/my-model", "runs/my-index")

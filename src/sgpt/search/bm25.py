@@ -106,11 +106,11 @@ class BM25Retriever:
         idx, scores = self._bm25.retrieve(
             [tokens[i] for i in asked], k=fetch, show_progress=self.show_progress, n_threads=1
         )
-        for row, row_i, row_s in zip(asked, np.asarray(idx), np.asarray(scores, dtype=np.float64)):
+        for row, row_i, row_s in zip(asked, np.asarray(idx), np.asarray(scores, dtype=np.float64), strict=False):
             qid = qids[row]
             hits = {
                 self.doc_ids[i]: float(s)
-                for i, s in zip(row_i.tolist(), row_s.tolist())
+                for i, s in zip(row_i.tolist(), row_s.tolist(), strict=False)
                 if s > 0 and not (remove_self_hits and self.doc_ids[i] == qid)
             }
             results[qid] = dict(list(hits.items())[:k])

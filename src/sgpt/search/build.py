@@ -79,7 +79,7 @@ def _write_docs(folder: Path, ids: Sequence[str], texts: Sequence[str]) -> None:
     """``docs.jsonl`` (one ``{"id", "text"}`` per row) and its int64 byte offsets ``[n + 1]``."""
     offsets = np.zeros(len(ids) + 1, dtype=np.int64)
     with open(folder / DOCS_FILE, "wb") as f:
-        for row, (doc_id, text) in enumerate(zip(ids, texts)):
+        for row, (doc_id, text) in enumerate(zip(ids, texts, strict=False)):
             line = (json.dumps({"id": doc_id, "text": text}, ensure_ascii=False) + "\n").encode(
                 "utf-8", "surrogatepass"
             )

@@ -46,7 +46,7 @@ class Retriever(Protocol):
         ...
 
 
-def exact_search(
+def exact_search(  # noqa: PLR0913 - BEIR's DenseRetrievalExactSearch knobs, all keyword-defaulted
     query_emb: np.ndarray | torch.Tensor,
     doc_emb: np.ndarray | torch.Tensor,
     doc_ids: Sequence[str],
@@ -108,9 +108,13 @@ def exact_search(
             scores = torch.nan_to_num(block @ d_emb[d0 : d0 + chunk_size].T, nan=-1.0)  # [b, chunk]
             s, i = _top_by_position(scores, min(keep, scores.shape[1]))
             top_s, top_i = _merge(top_s, top_i, s, i + d0, keep)
-        for row, (s_row, i_row) in enumerate(zip(top_s.tolist(), top_i.tolist())):
+        for row, (s_row, i_row) in enumerate(zip(top_s.tolist(), top_i.tolist(), strict=False)):
             qid = query_ids[q0 + row]
-            hits = {doc_ids[j]: v for j, v in zip(i_row, s_row) if not (remove_self_hits and doc_ids[j] == qid)}
+            hits = {
+                doc_ids[j]: v
+                for j, v in zip(i_row, s_row, strict=False)
+                if not (remove_self_hits and doc_ids[j] == qid)
+            }
             results[qid] = dict(list(hits.items())[:k])
     return results
 

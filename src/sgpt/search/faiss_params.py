@@ -115,5 +115,8 @@ def _training_sample(shards: Sequence[np.ndarray], limit: int) -> np.ndarray:
     n = sum(sizes)
     rows = np.sort(np.random.default_rng(0).choice(n, size=min(n, limit), replace=False))
     starts = np.cumsum([0, *sizes])
-    parts = [np.asarray(s[rows[(rows >= a) & (rows < b)] - a]) for s, a, b in zip(shards, starts[:-1], starts[1:])]
+    parts = [
+        np.asarray(s[rows[(rows >= a) & (rows < b)] - a])
+        for s, a, b in zip(shards, starts[:-1], starts[1:], strict=False)
+    ]
     return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)

@@ -23,7 +23,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -314,9 +314,9 @@ class Index:
         scores, rows = self.faiss_index.search(np.ascontiguousarray(q_emb, dtype=np.float32), min(k, self.n_docs))
         out = []
         with open(self.path / DOCS_FILE, "rb") as f:
-            for score_row, id_row in zip(scores, rows):
+            for score_row, id_row in zip(scores, rows, strict=False):
                 hits = []
-                for score, row in zip(score_row, id_row):
+                for score, row in zip(score_row, id_row, strict=False):
                     if row < 0:  # IVF/HNSW found fewer than k
                         break
                     doc_id, text = self._read_row(f, int(row))

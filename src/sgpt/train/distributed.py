@@ -107,7 +107,7 @@ class _GatherWithGrad(torch.autograd.Function):
         padded[: x.shape[0]] = x
         parts = [torch.empty_like(padded) for _ in sizes]
         dist.all_gather(parts, padded)
-        return torch.cat([part[:n] for part, n in zip(parts, sizes)])  # [sum(sizes), ...]
+        return torch.cat([part[:n] for part, n in zip(parts, sizes, strict=False)])  # [sum(sizes), ...]
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
@@ -168,7 +168,7 @@ def all_reduce_gradients(params: Sequence[nn.Parameter], bucket_numel: int = 1 <
 def _all_reduce_bucket(params: list[nn.Parameter]) -> None:
     flat = torch.cat([p.grad.reshape(-1) for p in params])  # [sum numel]
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-    for p, part in zip(params, flat.split([p.numel() for p in params])):
+    for p, part in zip(params, flat.split([p.numel() for p in params]), strict=False):
         p.grad.copy_(part.view_as(p.grad))
 
 

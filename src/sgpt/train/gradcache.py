@@ -49,7 +49,7 @@ class RngState:
         """Run the block from the recorded state; the state outside the block is left as it was."""
         with torch.random.fork_rng(devices=self.devices):
             torch.set_rng_state(self.cpu)
-            for device, state in zip(self.devices, self.cuda):
+            for device, state in zip(self.devices, self.cuda, strict=False):
                 torch.cuda.set_rng_state(state, device)
             yield
 
@@ -103,7 +103,7 @@ def cache_grads(loss_fn: LossFn, reps: Sequence[Tensor]) -> tuple[Tensor, list[T
     leaves = [r.detach().float().requires_grad_() for r in reps]  # the graph of step 1 ends here
     loss = loss_fn(leaves)
     grads = torch.autograd.grad(loss, leaves, allow_unused=True)
-    return loss.detach(), [torch.zeros_like(x) if g is None else g for x, g in zip(leaves, grads)]
+    return loss.detach(), [torch.zeros_like(x) if g is None else g for x, g in zip(leaves, grads, strict=False)]
 
 
 def replay_backward(

@@ -53,7 +53,7 @@ class RunLog:
         points = [(r["step"], r[self.metric]) for r in self.eval if self.metric in r]
         if points:
             ax2 = ax.twinx()
-            ax2.plot(*zip(*points), "o-", color="tab:red")
+            ax2.plot(*zip(*points, strict=False), "o-", color="tab:red")
             ax2.set_ylabel(f"dev {self.metric}", color="tab:red")
         fig.tight_layout()
         tmp = self.folder / ".training_curve.tmp.png"

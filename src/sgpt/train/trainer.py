@@ -13,16 +13,16 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from torch import Tensor
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from sgpt.data.sampling import NoDuplicatesBatchSampler, length_sorted_batches
+from sgpt.data.sampling import NoDuplicatesBatchSampler
 from sgpt.model.biencoder import BiEncoder
 from sgpt.model.formatting import Role
 from sgpt.train.checkpoints import (
@@ -34,7 +34,7 @@ from sgpt.train.checkpoints import (
     run_identity,
     save_checkpoint,
 )
-from sgpt.train.config import TrainConfig, parse_bytes
+from sgpt.train.config import TrainConfig
 from sgpt.train.distributed import (
     all_reduce_gradients,
     barrier,
@@ -46,23 +46,14 @@ from sgpt.train.distributed import (
     training_device,
     world_size,
 )
-from sgpt.train.gradcache import (
-    EmbedFn,
-    auto_chunk_size,
-    cached_loss,
-    free_memory,
-    memory_in_use,
-)
-from sgpt.train.losses import mnrl_global, split_columns
 from sgpt.train.params import adamw
 from sgpt.train.runlog import RunLog
+from sgpt.train.step import SYMMETRIC, Example, StepFn, make_step
 from sgpt.utils.io import write_json
 
 logger = logging.getLogger("sgpt.train")
 
-Example = tuple[str, ...]
 Evaluator = Callable[[BiEncoder], dict]
-StepFn = Callable[[Sequence[Example], float], float]  # (micro-batch, loss scale) -> loss value
 
 # ``replicate``: process r shuffles with seed + r * stride (+ epoch), distinct for any run < stride epochs.
 REPLICA_SEED_STRIDE = 100_003
@@ -79,7 +70,8 @@ def batches_forever(sampler: NoDuplicatesBatchSampler) -> Iterator[list[int]]:
     while True:
         sampler.set_epoch(epoch)
         n = 0
-        for n, batch in enumerate(sampler, 1):
+        for batch in sampler:
+            n += 1
             yield batch
         if n == 0:
             raise ValueError(
@@ -87,140 +79,6 @@ def batches_forever(sampler: NoDuplicatesBatchSampler) -> Iterator[list[int]]:
                 "lower the batch size or add examples"
             )
         epoch += 1
-
-
-def flatten_columns(batch: Sequence[Example]) -> list[str]:
-    """``b`` examples of ``k`` texts -> ``k*b`` texts, column by column (anchors, positives, ...).
-
-    Raises:
-        ValueError: examples of different lengths in one batch.
-    """
-    k = len(batch[0])
-    if any(len(ex) != k for ex in batch):
-        raise ValueError("all examples of a batch must have the same number of texts")
-    return [ex[c] for c in range(k) for ex in batch]
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` -> ``bf16`` on a CUDA device that supports it, else ``fp32``; others unchanged."""
-    if precision == "auto":
-        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-    return precision
-
-
-SYMMETRIC: tuple[Role | None, ...] = (None,)  # one group: every text embedded alike (NLI)
-QUERY_DOCUMENT: tuple[Role | None, ...] = ("query", "document")  # column 0 queries, the rest documents
-
-
-def text_embedder(
-    model: BiEncoder, micro_batch_size: int | None, precision: str, roles: Sequence[Role | None] = SYMMETRIC
-) -> EmbedFn:
-    """``(texts, group) -> [n, d]`` with gradient, under bf16 autocast if asked; group ``g`` is
-    embedded in role ``roles[g]`` (its formatting and, for an asymmetric model, its tower); groups
-    past the last role take the last one (e.g. one group per column: positives and negatives are
-    all documents)."""
-    device_type = model.device.type
-
-    def embed(texts: Sequence[str], group: int) -> Tensor:
-        autocast = (
-            torch.autocast(device_type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
-        )
-        with autocast:
-            return model.embed(texts, micro_batch_size=micro_batch_size, role=roles[min(group, len(roles) - 1)])
-
-    return embed
-
-
-def length_order(model: BiEncoder, texts: Sequence[str], role: Role | None = None) -> list[int]:
-    """Longest first, ties in input order: the order in which ``BiEncoder.embed`` cuts micro-batches."""
-    lengths = [len(x) for x in model.token_ids(texts, role)]
-    return [i for batch in length_sorted_batches(lengths, max(len(texts), 1)) for i in batch]
-
-
-def column_groups(batch: Sequence[Example], roles: Sequence[Role | None]) -> list[list[str]]:
-    """The texts of a batch grouped for embedding: one group of all ``k*b`` texts (symmetric), or
-    the ``b`` queries and the ``(k-1)*b`` documents (positives, then negatives, column by column)."""
-    texts = flatten_columns(batch)
-    if len(roles) == 1:
-        return [texts]
-    return [texts[: len(batch)], texts[len(batch) :]]
-
-
-def choose_chunk_size(model: BiEncoder, embed: EmbedFn, cfg: TrainConfig) -> int:
-    """``chunk_size="auto"``: the largest chunk whose activations fit the memory left on the model's device.
-
-    Budget = ``max_memory`` minus what the process holds now (default: the device's free
-    memory), minus what the optimizer step has yet to allocate (gradients and AdamW's two
-    moments of every trainable parameter).
-    """
-    device = model.device
-    if cfg.max_memory is None:
-        budget = free_memory(device)
-    else:
-        budget = parse_bytes(cfg.max_memory) - memory_in_use(device)
-    budget -= sum(3 * p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
-    if budget <= 0:
-        have = f"max_memory={cfg.max_memory}" if cfg.max_memory is not None else "the free memory"
-        raise ValueError(
-            f"chunk_size='auto': {have} does not even hold the model's gradients and optimizer "
-            "state; raise max_memory or set an integer chunk_size"
-        )
-    probe = " ".join(["a"] * (model.max_seq_length + 8))  # truncated to max_seq_length tokens
-    return auto_chunk_size(embed, probe, budget_bytes=budget, max_chunk=cfg.batch_size)
-
-
-def make_step(model: BiEncoder, cfg: TrainConfig, roles: Sequence[Role | None] = SYMMETRIC) -> StepFn:
-    """The micro-step of a run, chosen once: plain MNRL or GradCache (``cfg.gradcache``).
-
-    The step embeds a batch, computes this process's MNRL (``sgpt.train.losses.mnrl_global``:
-    the plain MNRL in a single process), back-propagates ``loss * loss_scale`` and returns the
-    loss value. One tower embeds every column, so all ``k*b`` texts of a batch form one group,
-    cut in length order into forward passes (plain: ``micro_batch_size`` texts; GradCache:
-    ``chunk_size``), which keeps padding low. Both paths call the same embedding and loss
-    functions; GradCache's loss only differs in what its backward does
-    (``sgpt.train.gradcache.cached_loss``), and with ``micro_batch_size == chunk_size`` both
-    run the very same forward passes (dropout masks included). With ``chunk_size="auto"`` the
-    chunk is chosen here (printed on the main process).
-
-    ``roles=QUERY_DOCUMENT`` (retrieval): column 0 holds queries, embedded as queries, and the
-    other columns documents, embedded as documents (``BiEncoder.embed(role=...)``): two groups.
-    """
-    embed = text_embedder(model, cfg.micro_batch_size, resolve_precision(cfg.precision, model.device), roles)
-    if cfg.gradcache:
-        chunk = cfg.chunk_size if cfg.chunk_size != "auto" else choose_chunk_size(model, embed, cfg)
-        if cfg.chunk_size == "auto" and is_main_process():
-            print(f"--chunksize auto: chunks of {chunk} texts", flush=True)
-        logger.info("GradCache with chunks of %d texts", chunk)
-
-    def step(batch: Sequence[Example], loss_scale: float = 1.0) -> float:
-        k = len(batch[0])
-
-        def loss_fn(groups: list[Tensor]) -> Tensor:  # groups -> k columns [b, d]
-            if len(groups) == 1:  # [k*b, d]
-                return mnrl_global(split_columns(groups[0], k), scale=cfg.scale)
-            return mnrl_global([groups[0], *split_columns(groups[1], k - 1)], scale=cfg.scale)
-
-        groups = column_groups(batch, roles)
-        if cfg.gradcache:
-            loss = cached_loss(
-                embed, groups, loss_fn, chunk, order=lambda texts, g: length_order(model, texts, roles[g])
-            )
-        else:
-            loss = loss_fn([embed(texts, g) for g, texts in enumerate(groups)])
-        (loss * loss_scale).backward()  # GradCache: this backward re-embeds the chunks (gradcache.cached_loss)
-        return float(loss.detach())
-
-    return step
-
-
-def mnrl_step(model: BiEncoder, batch: Sequence[Example], cfg: TrainConfig, loss_scale: float = 1.0) -> float:
-    """Forward, MultipleNegativesRankingLoss and backward for one micro-batch; returns the loss.
-
-    All texts of the batch are embedded in one call, grouped by length into forward passes of
-    ``cfg.micro_batch_size`` texts (little padding). Builds the step each call: a loop should
-    call :func:`make_step` once.
-    """
-    return make_step(model, cfg)(batch, loss_scale)
 
 
 def total_steps(n_batches_per_epoch: int, cfg: TrainConfig) -> int:
@@ -294,6 +152,102 @@ def fit(
         return _train(model, examples, cfg, evaluator, roles)
 
 
+@dataclass
+class _Run:
+    """The live state of one training run on this process, and what it does besides the steps:
+    evaluate and keep the best model, checkpoint, log, and finish."""
+
+    model: BiEncoder
+    cfg: TrainConfig
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    evaluator: Evaluator | None
+    identity: dict
+    log: RunLog
+    tracker: Accelerator | None = None
+    best: dict = field(default_factory=lambda: {"step": None, "score": -math.inf, "scores": {}})
+
+    @property
+    def out(self) -> Path:
+        return Path(self.cfg.output)
+
+    def evaluate(self, step: int) -> None:
+        """Score the model on the dev set (main process); save it when it is the best so far."""
+        assert self.evaluator is not None
+        scores = self.evaluator(self.model)
+        self.model.train()
+        self.log.eval.append({"step": step, **scores})
+        if self.tracker is not None:
+            self.tracker.log({f"dev/{k}": v for k, v in scores.items()}, step=step)
+        score = scores[self.cfg.selection_metric]
+        tqdm.write(f"step {step}: dev {self.cfg.selection_metric} = {score:.4f}")
+        if score > self.best["score"]:
+            self.best.update(step=step, score=score, scores=scores)
+            self.model.save(self.out, keep=RUN_FILES)
+        self.log.write()
+
+    def checkpoint(self, step: int) -> None:
+        save_checkpoint(self.out, step, self.model, self.optimizer, self.scheduler, self.log, self.best, self.identity)
+
+    def resume(self, batches: Iterator[list[int]]) -> int:
+        """With ``cfg.resume``: restore the newest complete checkpoint and skip the batches it had
+        trained on; returns the first step to run (1 for a new run)."""
+        if not self.cfg.resume:
+            return 1
+        found = latest_checkpoint(self.out)
+        if found is None:
+            if is_main_process():
+                print(f"--resume: no complete checkpoint in {self.out / CHECKPOINTS}; starting a new run", flush=True)
+            return 1
+        args = (self.model, self.optimizer, self.scheduler, self.log, self.best, self.identity)
+        first = restore_checkpoint(found, *args) + 1
+        for _ in range((first - 1) * self.cfg.grad_accum):  # the batches already trained on (sampling only)
+            next(batches)
+        if is_main_process():
+            print(f"resuming from {found} at step {first}", flush=True)
+        return first
+
+    def summary(self, steps: int, seconds: float, loss: float) -> dict:
+        """Save the last model when no dev set chose one, write the logs and ``train_summary.json``
+        (main process), and return the summary of :func:`fit`."""
+        if is_main_process():
+            if self.evaluator is None:
+                self.model.save(self.out, keep=RUN_FILES)
+            self.log.write()
+            write_json(
+                self.out / "train_summary.json",
+                {
+                    "config": self.cfg.to_dict(),
+                    "steps": steps,
+                    "seconds": seconds,
+                    "processes": world_size(),
+                    "final_loss": loss,
+                    "best_step": self.best["step"],
+                    "best_dev": self.best["scores"],
+                },
+            )
+        if self.tracker is not None:
+            self.tracker.end_training()
+        best_score = self.best["score"] if self.best["step"] is not None else None
+        return {
+            "steps": steps,
+            "seconds": seconds,
+            "final_loss": loss,
+            "best_step": self.best["step"],
+            "best_score": best_score,
+            "dev": self.best["scores"],
+        }
+
+
+def _tracker(cfg: TrainConfig) -> Accelerator | None:
+    """The accelerate trackers of ``cfg.log_with`` on the main process (W&B, TensorBoard), or ``None``."""
+    if not cfg.log_with or not is_main_process():
+        return None
+    tracker = Accelerator(log_with=list(cfg.log_with), project_dir=str(Path(cfg.output) / "runs"))
+    tracker.init_trackers(cfg.project, config=cfg.to_dict())
+    return tracker
+
+
 def _train(
     model: BiEncoder,
     examples: Sequence[Example],
@@ -308,109 +262,83 @@ def _train(
     steps = total_steps(batches_per_epoch, cfg)
     warmup = cfg.warmup_steps if cfg.warmup_steps is not None else math.ceil(cfg.warmup_ratio * steps)
     eval_every = cfg.eval_steps or max(1, int(0.1 * steps))
+    steps_per_epoch = max(1, batches_per_epoch // cfg.grad_accum)
     model.to(device).train()
     broadcast_parameters(model)  # identical start on every process (e.g. randomly initialised heads)
     optimizer = adamw(model, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = get_linear_schedule_with_warmup(optimizer, warmup, steps)
+    run = _Run(
+        model,
+        cfg,
+        optimizer,
+        get_linear_schedule_with_warmup(optimizer, warmup, steps),
+        evaluator,
+        run_identity(cfg, model, len(examples)),
+        RunLog(Path(cfg.output), cfg.selection_metric),
+        _tracker(cfg),
+    )
     trainable = [p for p in model.parameters() if p.requires_grad]
     step_fn = make_step(model, cfg, roles)  # plain or GradCache, chosen once
-    tracker = None
-    if cfg.log_with and main:
-        tracker = Accelerator(log_with=list(cfg.log_with), project_dir=str(Path(cfg.output) / "runs"))
-        tracker.init_trackers(cfg.project, config=cfg.to_dict())
-
-    out = Path(cfg.output)
-    log = RunLog(out, cfg.selection_metric)
-    best = {"step": None, "score": -math.inf, "scores": {}}
-
-    def evaluate(step: int) -> None:
-        scores = evaluator(model)
-        model.train()
-        log.eval.append({"step": step, **scores})
-        if tracker is not None:
-            tracker.log({f"dev/{k}": v for k, v in scores.items()}, step=step)
-        score = scores[cfg.selection_metric]
-        tqdm.write(f"step {step}: dev {cfg.selection_metric} = {score:.4f}")
-        if score > best["score"]:
-            best.update(step=step, score=score, scores=scores)
-            model.save(out, keep=RUN_FILES)
-        log.write()
-
-    steps_per_epoch = max(1, batches_per_epoch // cfg.grad_accum)
-    first = 1
-    run = run_identity(cfg, model, len(examples))
-    resume_from = latest_checkpoint(out) if cfg.resume else None
-    if cfg.resume and resume_from is None and main:
-        print(f"--resume: no complete checkpoint in {out / CHECKPOINTS}; starting a new run", flush=True)
-    if resume_from is not None:
-        first = restore_checkpoint(resume_from, model, optimizer, scheduler, log, best, run) + 1
-        for _ in range((first - 1) * cfg.grad_accum):  # the batches already trained on (sampling only)
-            next(batches)
-        if main:
-            print(f"resuming from {resume_from} at step {first}", flush=True)
-
+    first = run.resume(batches)
+    evaluation = f", dev evaluation every {eval_every}" if evaluator is not None else ", no dev evaluation"
     logger.info(
-        "training %d steps of %d examples x %d processes (warm-up %d, eval every %d)",
-        steps,
-        cfg.batch_size,
-        world_size(),
-        warmup,
-        eval_every,
-    )
+        "training %d steps of %d examples x %d processes (warm-up %d%s)",
+        steps, cfg.batch_size, world_size(), warmup, evaluation,
+    )  # fmt: skip
     # a resumed run's clock continues from its last logged step, so train_log.csv's seconds keep rising
-    earlier = float(log.train[-1]["seconds"]) if log.train else 0.0
-    start, loss_value = time.perf_counter() - earlier, math.nan
+    earlier = float(run.log.train[-1]["seconds"]) if run.log.train else 0.0
+    start, loss = time.perf_counter() - earlier, math.nan
     bar = tqdm(range(first, steps + 1), desc="train", unit="step", disable=not main, initial=first - 1, total=steps)
     for step in bar:
-        losses = [step_fn([examples[i] for i in next(batches)], 1.0 / cfg.grad_accum) for _ in range(cfg.grad_accum)]
-        all_reduce_gradients(trainable)  # once per optimizer step: after accumulation and GradCache, before clipping
-        if cfg.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        loss_value = sum_over_processes(sum(losses) / len(losses), device)  # shares -> global-batch loss
-        lr = scheduler.get_last_lr()[0]
-        bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
-        log.train.append({"step": step, "loss": loss_value, "lr": lr, "seconds": round(time.perf_counter() - start, 3)})
-        if tracker is not None:
-            tracker.log({"train/loss": loss_value, "train/lr": lr}, step=step)
+        loss = _optimizer_step(run, step_fn, [[examples[i] for i in next(batches)] for _ in range(cfg.grad_accum)],
+                               trainable)  # fmt: skip
+        lr = run.scheduler.get_last_lr()[0]
+        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+        run.log.train.append({"step": step, "loss": loss, "lr": lr, "seconds": round(time.perf_counter() - start, 3)})
+        if run.tracker is not None:
+            run.tracker.log({"train/loss": loss, "train/lr": lr}, step=step)
         if step % cfg.log_every == 0 and main:
-            log.write()
-        if evaluator is not None and (step % eval_every == 0 or step == steps):
-            if main:
-                evaluate(step)
-            barrier()  # the others wait for the evaluation (and a checkpoint) to finish
-        if cfg.checkpoint_every_epoch and (step % steps_per_epoch == 0 or step == steps):
-            if main:
-                save_checkpoint(out, step, model, optimizer, scheduler, log, best, run)
-            barrier()
-    seconds = time.perf_counter() - start
-    if main:
-        if evaluator is None:
-            model.save(out, keep=RUN_FILES)
-        log.write()
-        write_json(
-            out / "train_summary.json",
-            {
-                "config": cfg.to_dict(),
-                "steps": steps,
-                "seconds": seconds,
-                "processes": world_size(),
-                "final_loss": loss_value,
-                "best_step": best["step"],
-                "best_dev": best["scores"],
-            },
-        )
-    if tracker is not None:
-        tracker.end_training()
+            run.log.write()
+        evaluate = evaluator is not None and (step % eval_every == 0 or step == steps)
+        checkpoint = cfg.checkpoint_every_epoch and (step % steps_per_epoch == 0 or step == steps)
+        if evaluate or checkpoint:
+            with _off_the_clock(bar):
+                _between_steps(run, step, evaluate, checkpoint)
+    summary = run.summary(steps, time.perf_counter() - start, loss)
     barrier()  # the saved model is complete before any process returns
     model.eval()
-    return {
-        "steps": steps,
-        "seconds": seconds,
-        "final_loss": loss_value,
-        "best_step": best["step"],
-        "best_score": best["score"] if best["step"] is not None else None,
-        "dev": best["scores"],
-    }
+    return summary
+
+
+def _optimizer_step(run: _Run, step_fn: StepFn, micro_batches: list[list[Example]], trainable: list) -> float:
+    """One optimizer step over ``grad_accum`` micro-batches; returns the loss of the global batch."""
+    cfg = run.cfg
+    losses = [step_fn(batch, 1.0 / cfg.grad_accum) for batch in micro_batches]
+    all_reduce_gradients(trainable)  # once per optimizer step: after accumulation and GradCache, before clipping
+    if cfg.max_grad_norm:
+        torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    return sum_over_processes(sum(losses) / len(losses), run.model.device)  # shares -> global-batch loss
+
+
+def _between_steps(run: _Run, step: int, evaluate: bool, checkpoint: bool) -> None:
+    """Dev evaluation and/or an epoch checkpoint on the main process; the others wait for it."""
+    if evaluate:
+        if is_main_process():
+            run.evaluate(step)
+        barrier()
+    if checkpoint:
+        if is_main_process():
+            run.checkpoint(step)
+        barrier()
+
+
+@contextlib.contextmanager
+def _off_the_clock(bar: tqdm) -> Iterator[None]:
+    """Work inside (an evaluation, a checkpoint) is not counted into the bar's s/step."""
+    bar.refresh()  # marks the time the pause starts
+    try:
+        yield
+    finally:
+        bar.unpause()  # moves the bar's clock past the pause
