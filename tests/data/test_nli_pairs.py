@@ -7,7 +7,8 @@ import logging
 from pathlib import Path
 
 import pytest
-from data_helpers import DATA, REPO_ROOT, need_data, write  # noqa: F401
+from conftest import need_data
+from data_helpers import write
 
 from sgpt.data import DataFormatError, NLIPair, detect_nli_layout, read_nli_pairs
 

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from conftest import need_data
 
 from sgpt.data import NoDuplicatesBatchSampler, build_triplets, length_sorted_batches, read_nli_pairs
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DATA = REPO_ROOT.parent / "shared" / "data"
 
 
 def assert_no_duplicates(examples, batches):
@@ -84,9 +80,7 @@ def test_works_as_dataloader_batch_sampler():
 
 
 def test_real_snli_triplets_have_no_in_batch_duplicates():
-    folder = DATA / "snli-senteval"
-    if not folder.exists():
-        pytest.skip(f"{folder} is not available")
+    folder = need_data("snli-senteval")
     examples = build_triplets(read_nli_pairs(folder, split="dev"))
     sampler = NoDuplicatesBatchSampler(examples, 64, seed=0)
     batches = list(sampler)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from data_helpers import DATA, REPO_ROOT, need_data, write  # noqa: F401
+from conftest import need_data
+from data_helpers import write
 
 from sgpt.data import DataFormatError, STSData, read_sts, read_sts_subsets
 

@@ -9,7 +9,8 @@ import sys
 import types
 
 import pytest
-from data_helpers import DATA, REPO_ROOT, need_data, write  # noqa: F401
+from conftest import need_data
+from data_helpers import write
 
 from sgpt.data import DataFormatError, NLIPair, read_training_data, read_triplets
 from sgpt.data.rows import iter_lines

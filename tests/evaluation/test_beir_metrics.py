@@ -12,8 +12,6 @@ from sgpt.data import RetrievalData
 from sgpt.evaluation.beir import average_over_datasets, evaluate_retrieval, retrieval_metrics
 from sgpt.search.exact import retrieve
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 LOG2_3 = math.log2(3)
 
 

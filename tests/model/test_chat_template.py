@@ -15,7 +15,6 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaModel
 import sgpt
 from sgpt.model.formatting import Formatter, TextFormat
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 st = pytest.importorskip("sentence_transformers")
 
 # ChatML as SmolLM2-Instruct has it (shorter default system message)
@@ -64,7 +63,7 @@ def chat_dir(tmp_path_factory, tiny_gpt_dir) -> Path:
 
 def st_rows(model, texts) -> list[list[int]]:
     feats = model.preprocess(texts)
-    return [ids[: int(m.sum())].tolist() for ids, m in zip(feats["input_ids"], feats["attention_mask"])]
+    return [ids[: int(m.sum())].tolist() for ids, m in zip(feats["input_ids"], feats["attention_mask"], strict=False)]
 
 
 def test_ids_and_vectors_equal_sentence_transformers(chat_dir):

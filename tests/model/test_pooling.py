@@ -17,7 +17,6 @@ except ImportError:  # sentence-transformers < 6
 
 needs_st = pytest.mark.skipif(STPooling is None, reason="sentence-transformers is not installed")
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 D = 5
 

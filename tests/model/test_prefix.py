@@ -24,8 +24,6 @@ from transformers import (
 from sgpt.model import prefix
 from sgpt.model.prefix import can_share_prefix, shared_prefix_length, transformer_states
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 V = 100
 
 

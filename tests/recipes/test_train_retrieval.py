@@ -12,8 +12,6 @@ from sgpt.data import load_beir
 from sgpt.evaluation.beir import evaluate_retrieval
 from sgpt.recipes.train_retrieval import load_retrieval_examples, with_negatives
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 TOPICS = [
     "apples grow on trees in orchards",
     "rockets fly to the moon and back",

@@ -10,8 +10,6 @@ import torch
 
 from sgpt.search.exact import exact_search, remove_self_hits
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 def _reference_search(q: np.ndarray, d: np.ndarray, k: int) -> list[list[int]]:
     """Full sort by dot score descending, ties by corpus position."""

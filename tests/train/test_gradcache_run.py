@@ -32,7 +32,8 @@ def triplet_file(tmp_path_factory) -> Path:
         if len(triplets) == 8:  # one duplicate-free batch, seen every step: the loss must fall
             break
     path = tmp_path_factory.mktemp("snli") / "train.jsonl"
-    path.write_text("".join(json.dumps(dict(zip(("anchor", "positive", "negative"), t))) + "\n" for t in triplets))
+    rows = [dict(zip(("anchor", "positive", "negative"), t, strict=True)) for t in triplets]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return path
 
 

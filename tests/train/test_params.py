@@ -8,8 +8,6 @@ import torch
 import sgpt
 from sgpt.train.params import adamw, apply_freezing
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 def test_bitfit_on_minilm_trains_only_biases(minilm_path):
     model = sgpt.load(minilm_path)
@@ -21,8 +19,6 @@ def test_bitfit_on_minilm_trains_only_biases(minilm_path):
 
 def test_bitfit_without_biases_is_a_clear_error(tiny_gpt_dir):
     model = sgpt.load(tiny_gpt_dir)
-    for _, p in model.backbone.named_parameters():
-        pass
     # Remove every bias to mimic a LLaMA-family backbone (SmolLM2 has none).
     model.backbone = torch.nn.Module()
     model.backbone.register_parameter("weight", torch.nn.Parameter(torch.ones(3)))

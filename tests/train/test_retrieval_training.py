@@ -11,9 +11,9 @@ import torch
 import sgpt
 from sgpt.data import NoDuplicatesBatchSampler, RetrievalExample, RoundRobinExamples
 from sgpt.train import trainer as trainer_mod
+from sgpt.train.checkpoints import latest_checkpoint
 from sgpt.train.config import TrainConfig
 from sgpt.train.losses import mnrl_from_columns
-from sgpt.train.checkpoints import latest_checkpoint
 from sgpt.train.step import QUERY_DOCUMENT, make_step
 from sgpt.train.trainer import fit
 
@@ -74,7 +74,7 @@ def test_query_document_step_embeds_each_column_in_its_role(tiny_gpt_dir, tmp_pa
     loss = make_step(model, cfg, QUERY_DOCUMENT)(batch, 1.0)
     got = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     model.zero_grad()
-    cols = list(zip(*batch))
+    cols = list(zip(*batch, strict=False))
     want = mnrl_from_columns(
         [
             model.embed(cols[0], role="query"),
@@ -145,7 +145,7 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tiny_gpt_dir, tmp_path
     monkeypatch.setattr(trainer_mod, "make_step", counting_make_step)
     resumed = run(tmp_path / "resumed", resume=True)
     assert len(trained) == 4  # steps 3-6 only: it resumed, it did not start over
-    for (n, a), b in zip(clean.state_dict().items(), resumed.state_dict().values()):
+    for (n, a), b in zip(clean.state_dict().items(), resumed.state_dict().values(), strict=False):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=n)
     assert _train_log(tmp_path / "resumed") == _train_log(tmp_path / "clean")
     with open(tmp_path / "resumed" / "train_log.csv") as f:

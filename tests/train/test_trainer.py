@@ -89,7 +89,7 @@ def test_gradient_accumulation_averages_micro_batches(tiny_gpt_dir, snli_triplet
         total = total + mnrl_from_columns(split_columns(model.embed(flatten_columns(batch)), 3)) / 2
     total.backward()
     want = [p.grad for p in model.parameters() if p.requires_grad]
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=False):
         torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-7)
 
 
@@ -113,7 +113,9 @@ def test_best_checkpoint_kept_and_a_crash_leaves_it_intact(tiny_gpt_dir, snli_tr
     assert len(_csv(out / "train_log.csv")) == 3  # logs survive the checkpoint swaps
 
     # a run that crashes after its first checkpoint leaves that checkpoint loadable
-    def crashing(m, calls=iter(range(10))):
+    calls = iter(range(10))
+
+    def crashing(m):
         if next(calls) == 1:
             raise RuntimeError("power cut")
         return {"spearman_cosine": 0.1}
