@@ -7,10 +7,10 @@ cd "$(dirname "$0")"
 bash setup.sh
 
 # ---- lint checks: one command a line, each stops the run on failure (tools from the `lint` extra) ----
-# .venv/bin/ruff check .
-# .venv/bin/ruff format --check .
-# .venv/bin/mypy src/sgpt
-# .venv/bin/lint-imports
+.venv/bin/ruff check src tests benchmarks examples
+.venv/bin/ruff format --check --quiet src tests benchmarks examples
+.venv/bin/mypy src/sgpt
+.venv/bin/lint-imports --no-cache
 # ---- end of lint checks ----
 
 exec .venv/bin/python -m pytest -q "$@"

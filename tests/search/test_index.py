@@ -19,6 +19,7 @@ from sgpt.data import document_text, read_corpus
 from sgpt.search.build import build_index
 from sgpt.search.faiss_params import index_params
 from sgpt.search.index import Hit, Index
+from sgpt.search.shards import ShardStore
 
 DOCS = [
     ("d-cat", "Cats", "Cats sleep for most of the day and purr when they are content."),
@@ -217,6 +218,8 @@ def test_a_crash_before_any_finished_shard_does_not_block_another_build(minilm, 
     with pytest.raises(RuntimeError):
         build_index(corpus, minilm, out, shard_size=5)
     monkeypatch.undo()
+    assert not (tmp_path / "idx.partial").exists()  # stopped before a shard was done: nothing left behind
+    ShardStore(tmp_path / "idx.partial", {"corpus_sha256": "another build"})  # as a kill -9 would leave it
     assert (tmp_path / "idx.partial" / "build.json").exists()
     other = write_corpus(tmp_path / "other.jsonl", DOCS[:3])
     build_index(other, minilm, out, shard_size=5)  # nothing finished to mix: starts afresh

@@ -97,7 +97,7 @@ def add_eval_beir(sub) -> None:
 
 
 def _run_eval_beir(args: argparse.Namespace) -> int:
-    from sgpt.data import load_beir
+    from sgpt.data import RetrievalData, load_beir
     from sgpt.evaluation.beir import average_over_datasets, evaluate_retrieval
     from sgpt.model.folder import load
     from sgpt.utils.io import check_output_file, write_json
@@ -108,7 +108,7 @@ def _run_eval_beir(args: argparse.Namespace) -> int:
         refuse_model_flags(args, "bm25 is the BM25 baseline")
     names = _dataset_names(args.data)
     # every data set is read and checked before the (long) encoding of the first one
-    datasets = [
+    datasets: list[RetrievalData | None] = [
         load_beir(folder, args.split, skip_bad_rows=args.skip_bad_rows, name=name)
         for name, folder in zip(names, args.data, strict=True)
     ]
@@ -116,6 +116,7 @@ def _run_eval_beir(args: argparse.Namespace) -> int:
     per_dataset = {}
     for i, (name, folder) in enumerate(zip(names, args.data, strict=True)):
         data, datasets[i] = datasets[i], None  # free each corpus once scored
+        assert data is not None  # each entry is read once, here
         start = time.perf_counter()
         retriever = model if model is not None else bm25_retriever(data.corpus, args.verbose)
         metrics = evaluate_retrieval(
@@ -149,9 +150,3 @@ def _dataset_names(folders: list[str]) -> list[str]:
     """Folder names as result keys; the full path where two folders share a name."""
     base = [Path(f).name or str(f) for f in folders]
     return [b if base.count(b) == 1 else str(f) for b, f in zip(base, folders, strict=False)]
-
-
-def _dataset_names(folders: list[str]) -> list[str]:
-    """Folder names as result keys; the full path where two folders share a name."""
-    base = [Path(f).name or str(f) for f in folders]
-    return [b if base.count(b) == 1 else str(f) for b, f in zip(base, folders, strict=True)]

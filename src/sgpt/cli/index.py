@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from typing import TYPE_CHECKING
 
 from sgpt.cli.common import (
     add_k_arg,
@@ -17,6 +18,9 @@ from sgpt.cli.common import (
     positive_int,
     with_default,
 )
+
+if TYPE_CHECKING:
+    from sgpt.model.biencoder import BiEncoder
 
 logging.getLogger("faiss").setLevel(logging.WARNING)  # its loader logs four INFO lines on every import
 
@@ -111,6 +115,7 @@ def _run_search(args: argparse.Namespace) -> int:
     index = Index.load(args.index)
     index.check_search_args(args.k, nprobe=args.nprobe, ef_search=args.ef_search, queries=[args.query])
     spec = model_spec(args)  # the model flags apply to the query model, given or recorded
+    model: BiEncoder | None
     if args.model is not None:
         from sgpt.model.folder import load
 

@@ -151,7 +151,9 @@ def read_nli_pairs(path: str | Path, *, split: str | None = None, skip_bad_rows:
     if layout == "senteval":
         folder = path if path.is_dir() else path.parent
         if split is None and not path.is_dir():
-            split = _SENTEVAL.match(path.name).group(2)
+            m = _SENTEVAL.match(path.name)
+            assert m is not None  # a file is "senteval" only when its name matches _SENTEVAL
+            split = m.group(2)
         return _read_senteval(folder, split, skip_bad_rows)
     if layout is None:
         raise DataFormatError(

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from sgpt.data.retrieval_examples import RetrievalExample
 
 
-class RoundRobinExamples(Sequence):
+class RoundRobinExamples(Sequence[tuple[str, ...]]):
     """One ``(query, positive, negative_1..n)`` tuple per query per epoch, rotating round-robin.
 
     SGPT's MS MARCO dataset (SPEC 2.2) pops the front positive and negative of a query for each
@@ -60,7 +60,8 @@ class RoundRobinExamples(Sequence):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, i: int) -> tuple[str, ...]:
+    # int indices only (all the trainer's sampler uses): Sequence's slice overload is not implemented
+    def __getitem__(self, i: int) -> tuple[str, ...]:  # type: ignore[override]
         q, e, n = self.items[i], self.epoch, self.negatives_per_query
         negatives = tuple(q.negatives[(e * n + j) % len(q.negatives)] for j in range(n))
         return (q.query, q.positives[e % len(q.positives)], *negatives)

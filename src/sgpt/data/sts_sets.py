@@ -203,6 +203,7 @@ def _read_sick(path: Path, name: str) -> STSData:
 def _read_sts_subset(input_path: Path) -> STSData:
     """One SemEval subset: ``<prefix>.input.<subset>.txt`` (s1 TAB s2 [TAB ...]) + matching gold file."""
     m = _STS_INPUT.match(input_path.name)
+    assert m is not None  # callers pass only names that match _STS_INPUT
     prefix, subset = m.group(1), m.group(2)
     gold_path = _find_gold(input_path, prefix, subset)
     inputs = read_all_lines(input_path)

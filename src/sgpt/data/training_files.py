@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import cast
 
 from sgpt.data.nli_pairs import LABELS, NLIPair, detect_nli_layout, normalise_label, read_nli_pairs
 from sgpt.data.rows import BadRows, DataFormatError, clean_text, iter_lines, iter_nonblank, parse_json_object
@@ -269,4 +270,4 @@ def read_training_data(
     examples = load_hub_dataset(name, split=split or "train", config=config or None, skip_bad_rows=skip_bad_rows)
     if examples and isinstance(examples[0], NLIPair):
         return list(examples), []
-    return [], list(examples)
+    return [], list(cast("list[tuple[str, ...]]", examples))

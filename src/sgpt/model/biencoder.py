@@ -12,7 +12,7 @@ import copy
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, cast, overload
 
 import numpy as np
 import torch
@@ -126,11 +126,12 @@ class BiEncoder(nn.Module):
     @property
     def embedding_dim(self) -> int:
         """Size ``d`` of the output vectors."""
-        after = [h for h in self.dense if h.position == "after"]
+        heads = [cast(Dense, h) for h in self.dense]
+        after = [h for h in heads if h.position == "after"]
         if after:
             return after[-1].out_features
-        before = [h for h in self.dense if h.position == "before"]
-        return before[-1].out_features if before else int(self.backbone.config.hidden_size)
+        before = [h for h in heads if h.position == "before"]
+        return before[-1].out_features if before else int(cast(Any, self.backbone).config.hidden_size)
 
     # ------------------------------------------------------------------ towers
     @property
@@ -302,6 +303,32 @@ class BiEncoder(nn.Module):
             for m, flag in modes:  # not self.train(flag): that would overwrite a mixed per-module state
                 m.training = flag
 
+    @overload
+    def encode(
+        self,
+        texts: str | Sequence[str],
+        batch_size: int = ...,
+        normalize: bool = ...,
+        *,
+        convert_to: Literal["numpy"] = ...,
+        show_progress: bool = ...,
+        precision: str | None = ...,
+        role: Role | None = ...,
+    ) -> np.ndarray: ...
+
+    @overload
+    def encode(
+        self,
+        texts: str | Sequence[str],
+        batch_size: int = ...,
+        normalize: bool = ...,
+        *,
+        convert_to: Literal["torch"],
+        show_progress: bool = ...,
+        precision: str | None = ...,
+        role: Role | None = ...,
+    ) -> Tensor: ...
+
     def encode(
         self,
         texts: str | Sequence[str],
@@ -311,7 +338,7 @@ class BiEncoder(nn.Module):
         convert_to: Literal["numpy", "torch"] = "numpy",
         show_progress: bool = False,
         precision: str | None = None,
-        role: str | None = None,
+        role: Role | None = None,
     ) -> np.ndarray | Tensor:
         """Embed texts for inference.
 
@@ -344,7 +371,7 @@ class BiEncoder(nn.Module):
             raise ValueError(f"encode: convert_to must be 'numpy' or 'torch', got {convert_to!r}")
         self.tower(role)
         single = isinstance(texts, str)
-        items = [texts] if single else list(texts)
+        items = [texts] if isinstance(texts, str) else list(texts)
         ids = self.token_ids(items, role)
         out = torch.zeros(len(ids), self.embedding_dim, dtype=torch.float32)
         batches = length_sorted_batches([len(x) for x in ids], batch_size)
@@ -358,18 +385,74 @@ class BiEncoder(nn.Module):
             out = out[0]
         return out.numpy() if convert_to == "numpy" else out
 
+    @overload
     def encode_queries(
-        self, texts: str | Sequence[str], batch_size: int = 32, normalize: bool = False, **kwargs
+        self,
+        texts: str | Sequence[str],
+        batch_size: int = ...,
+        normalize: bool = ...,
+        *,
+        convert_to: Literal["numpy"] = ...,
+        **kwargs: Any,
+    ) -> np.ndarray: ...
+
+    @overload
+    def encode_queries(
+        self,
+        texts: str | Sequence[str],
+        batch_size: int = ...,
+        normalize: bool = ...,
+        *,
+        convert_to: Literal["torch"],
+        **kwargs: Any,
+    ) -> Tensor: ...
+
+    def encode_queries(
+        self,
+        texts: str | Sequence[str],
+        batch_size: int = 32,
+        normalize: bool = False,
+        *,
+        convert_to: Literal["numpy", "torch"] = "numpy",
+        **kwargs: Any,
     ) -> np.ndarray | Tensor:
         """Embed search queries: like :meth:`encode`, with the model's query formatting
         (specb/speca brackets or query prompt) and, for an asymmetric model, its query tower."""
-        return self.encode(texts, batch_size, normalize, role="query", **kwargs)
+        return self.encode(texts, batch_size, normalize, convert_to=convert_to, role="query", **kwargs)
+
+    @overload
+    def encode_documents(
+        self,
+        texts: str | Sequence[str],
+        batch_size: int = ...,
+        normalize: bool = ...,
+        *,
+        convert_to: Literal["numpy"] = ...,
+        **kwargs: Any,
+    ) -> np.ndarray: ...
+
+    @overload
+    def encode_documents(
+        self,
+        texts: str | Sequence[str],
+        batch_size: int = ...,
+        normalize: bool = ...,
+        *,
+        convert_to: Literal["torch"],
+        **kwargs: Any,
+    ) -> Tensor: ...
 
     def encode_documents(
-        self, texts: str | Sequence[str], batch_size: int = 32, normalize: bool = False, **kwargs
+        self,
+        texts: str | Sequence[str],
+        batch_size: int = 32,
+        normalize: bool = False,
+        *,
+        convert_to: Literal["numpy", "torch"] = "numpy",
+        **kwargs: Any,
     ) -> np.ndarray | Tensor:
         """Embed documents: like :meth:`encode`, with the model's document formatting and tower."""
-        return self.encode(texts, batch_size, normalize, role="document", **kwargs)
+        return self.encode(texts, batch_size, normalize, convert_to=convert_to, role="document", **kwargs)
 
     def signature(self) -> dict:
         """What decides the vectors besides the weights: pooling, length, formatting, dimension,

@@ -52,7 +52,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import torch
 import transformers
@@ -127,7 +127,7 @@ def _save_dense(head: Dense, folder: Path) -> None:
     )
 
 
-def _load_dense(folder: Path, position: str) -> Dense:
+def _load_dense(folder: Path, position: Literal["before", "after"]) -> Dense:
     config = read_json(folder / "config.json")
     if config.get("use_residual"):
         raise ValueError(f"{folder}/config.json: Dense use_residual=true is not supported")
@@ -160,9 +160,9 @@ CHAT_MODALITY_CONFIG = {
 def _save_transformer(model: BiEncoder, tower: torch.nn.Module, folder: Path) -> None:
     """One sentence-transformers ``Transformer`` module: weights, tokenizer, length config
     (and the ``message`` modality when the model embeds through the chat template)."""
-    tower.save_pretrained(folder, safe_serialization=True)
+    cast(transformers.PreTrainedModel, tower).save_pretrained(folder, safe_serialization=True)
     model.tokenizer.save_pretrained(folder)
-    config = {"max_seq_length": model.max_seq_length, "do_lower_case": model.do_lower_case}
+    config: dict[str, Any] = {"max_seq_length": model.max_seq_length, "do_lower_case": model.do_lower_case}
     if model.text_format.chat_template:
         config |= CHAT_MODALITY_CONFIG
     write_json(folder / "sentence_bert_config.json", config)
@@ -184,7 +184,7 @@ def _save_router(model: BiEncoder, folder: Path, before: Sequence[Dense]) -> Non
         for ids in structure.values():
             ids.append(name)
     # allow_empty_key=True with default_route=None would make sentence-transformers pick the first route
-    parameters = {
+    parameters: dict[str, Any] = {
         "default_route": model.default_role,
         "allow_empty_key": model.default_role is not None,
         "route_mappings": {},
@@ -201,7 +201,8 @@ def save_folder(model: BiEncoder, path: str | Path, *, keep: Sequence[str] = ())
     Returns:
         ``Path(path)``.
     """
-    before = [h for h in model.dense if h.position == "before"]
+    heads = [cast(Dense, h) for h in model.dense]
+    before = [h for h in heads if h.position == "before"]
     with atomic_dir(path, keep) as tmp:
         if model.is_asymmetric:
             modules = [{"idx": 0, "name": "0", "path": "", "type": ST + "Router"}]
@@ -213,12 +214,12 @@ def save_folder(model: BiEncoder, path: str | Path, *, keep: Sequence[str] = ())
                 idx = len(modules)
                 modules.append({"idx": idx, "name": str(idx), "path": f"{idx}_Dense", "type": ST + "Dense"})
                 _save_dense(head, tmp / f"{idx}_Dense")
-        hidden = before[-1].out_features if before else int(model.backbone.config.hidden_size)
+        hidden = before[-1].out_features if before else int(cast(Any, model.backbone).config.hidden_size)
         idx = len(modules)
         modules.append({"idx": idx, "name": str(idx), "path": f"{idx}_Pooling", "type": ST + "Pooling"})
         (tmp / f"{idx}_Pooling").mkdir()
         write_json(tmp / f"{idx}_Pooling" / "config.json", pooling_config(model.pooling, hidden))
-        for head in (h for h in model.dense if h.position == "after"):
+        for head in (h for h in heads if h.position == "after"):
             idx = len(modules)
             modules.append({"idx": idx, "name": str(idx), "path": f"{idx}_Dense", "type": ST + "Dense"})
             _save_dense(head, tmp / f"{idx}_Dense")
@@ -460,6 +461,7 @@ def _load_saved(root: Path, spec: ModelSpec) -> BiEncoder:
     if kinds[:1] not in (["Transformer"], ["Router"]) or kinds.count("Transformer") + kinds.count("Router") != 1:
         raise ValueError(f"{modules_file}: expected exactly one Transformer (or Router) module, first; got {kinds}")
     rest = [(root / e["path"], k) for e, k in zip(entries[1:], kinds[1:], strict=True)]
+    default_role: Role | None
     document, default_role = None, "document"
     if kinds[0] == "Transformer":
         query_folder = root / entries[0].get("path", "")

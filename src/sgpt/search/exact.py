@@ -131,7 +131,10 @@ def _check_ids(ids: Sequence[str], rows: int, name: str, emb_name: str) -> None:
         raise ValueError(f"{name} has {len(ids)} ids but {emb_name} has {rows} rows")
     if len(set(ids)) != len(ids):
         seen: set[str] = set()
-        dup = next(i for i in ids if i in seen or seen.add(i))
+        for dup in ids:  # the first id seen a second time
+            if dup in seen:
+                break
+            seen.add(dup)
         raise ValueError(f"{name}: id {dup!r} appears more than once")
 
 

@@ -80,12 +80,13 @@ def make_faiss_index(params: Mapping[str, Any], shards: Sequence[np.ndarray], di
     import faiss
 
     kind = params["type"]
+    index: faiss.Index
     if kind == "flat":
         index = faiss.IndexFlatIP(dim)
     elif kind == "ivf":
         quantizer = faiss.IndexFlatIP(dim)
         nlist = int(params["nlist"])
-        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
         sample = _training_sample(shards, nlist * TRAIN_POINTS_PER_LIST)
         if len(sample) < nlist * MIN_POINTS_PER_LIST:
             if nlist > 1:
@@ -97,13 +98,15 @@ def make_faiss_index(params: Mapping[str, Any], shards: Sequence[np.ndarray], di
                     MIN_POINTS_PER_LIST,
                     max(1, len(sample) // MIN_POINTS_PER_LIST),
                 )
-            index.cp.min_points_per_centroid = 1  # said above (or nothing to say for one list): no faiss warning
-        index.train(sample)
-        index.nprobe = int(params["nprobe"])
+            ivf.cp.min_points_per_centroid = 1  # said above (or nothing to say for one list): no faiss warning
+        ivf.train(sample)
+        ivf.nprobe = int(params["nprobe"])
+        index = ivf
     else:
-        index = faiss.IndexHNSWFlat(dim, int(params["m"]), faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = int(params["ef_construction"])
-        index.hnsw.efSearch = int(params["ef_search"])
+        hnsw = faiss.IndexHNSWFlat(dim, int(params["m"]), faiss.METRIC_INNER_PRODUCT)
+        hnsw.hnsw.efConstruction = int(params["ef_construction"])
+        hnsw.hnsw.efSearch = int(params["ef_search"])
+        index = hnsw
     for emb in shards:
         index.add(np.ascontiguousarray(emb, dtype=np.float32))
     return index

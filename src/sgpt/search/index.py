@@ -23,7 +23,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -356,9 +356,10 @@ class Index:
     def _set_search_params(self, nprobe: int | None, ef_search: int | None) -> None:
         params = self.manifest["index"]
         if params["type"] == "ivf":
-            self.faiss_index.nprobe = int(params["nprobe"] if nprobe is None else nprobe)
+            cast("faiss.IndexIVF", self.faiss_index).nprobe = int(params["nprobe"] if nprobe is None else nprobe)
         elif params["type"] == "hnsw":
-            self.faiss_index.hnsw.efSearch = int(params["ef_search"] if ef_search is None else ef_search)
+            hnsw = cast("faiss.IndexHNSW", self.faiss_index).hnsw
+            hnsw.efSearch = int(params["ef_search"] if ef_search is None else ef_search)
 
     def _warn_if_short(self, out: list[list[Hit]], k: int, nprobe: int | None, ef_search: int | None) -> None:
         """Log a warning when an approximate index returned fewer than ``min(k, n_docs)`` hits for a query."""

@@ -18,6 +18,7 @@ import contextlib
 import datetime
 import os
 from collections.abc import Iterator, Sequence
+from typing import cast
 
 import torch
 import torch.distributed as dist
@@ -153,6 +154,7 @@ def all_reduce_gradients(params: Sequence[nn.Parameter], bucket_numel: int = 1 <
             p.grad = torch.zeros_like(p)
     groups: dict[tuple, list[nn.Parameter]] = {}
     for p in params:
+        assert p.grad is not None  # filled in just above
         groups.setdefault((p.grad.device, p.grad.dtype), []).append(p)
     for members in groups.values():
         bucket: list[nn.Parameter] = []
@@ -166,10 +168,12 @@ def all_reduce_gradients(params: Sequence[nn.Parameter], bucket_numel: int = 1 <
 
 
 def _all_reduce_bucket(params: list[nn.Parameter]) -> None:
-    flat = torch.cat([p.grad.reshape(-1) for p in params])  # [sum numel]
+    # every .grad is set: all_reduce_gradients gives a missing one zeros first
+    flat = torch.cat([cast(Tensor, p.grad).reshape(-1) for p in params])  # [sum numel]
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
     for p, part in zip(params, flat.split([p.numel() for p in params]), strict=False):
-        p.grad.copy_(part.view_as(p.grad))
+        grad = cast(Tensor, p.grad)
+        grad.copy_(part.view_as(grad))
 
 
 def broadcast_parameters(model: nn.Module) -> None:

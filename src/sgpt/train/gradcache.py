@@ -89,8 +89,8 @@ def embed_no_grad(
                 parts.append(embed([texts[i] for i in rows], c))
             seen.extend(rows)
         emb = torch.cat(parts)  # [n_g, d] in chunk order
-        rows = torch.as_tensor(seen, device=emb.device)
-        reps.append(torch.empty_like(emb).index_copy_(0, rows, emb))  # [n_g, d] in input order
+        positions = torch.as_tensor(seen, device=emb.device)
+        reps.append(torch.empty_like(emb).index_copy_(0, positions, emb))  # [n_g, d] in input order
     return reps, chunks
 
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 logger = logging.getLogger("sgpt.train")
 
@@ -31,7 +35,8 @@ def apply_freezing(
         ValueError: BitFit asked on a backbone without bias tensors (e.g. LLaMA-family models
             such as SmolLM2), which would train nothing.
     """
-    towers = model.towers() if hasattr(model, "towers") else [model.backbone]  # asym: both towers
+    owner = cast(Any, model)  # nn.Module types the attributes of a BiEncoder as Tensor | Module
+    towers: list[PreTrainedModel] = owner.towers() if hasattr(model, "towers") else [owner.backbone]  # asym: both
     if freezenonbias:
         biases = [name for tower in towers for name, _ in tower.named_parameters() if "bias" in name]
         if not biases:
