@@ -15,7 +15,7 @@ from huggingface_hub import constants
 
 import sgpt.model.backbone as backbone
 from sgpt.cli import main
-from sgpt.model.folder import load, resolve_hub_folder
+from sgpt.model.loader import load, resolve_hub_folder
 
 HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 

@@ -58,7 +58,7 @@ def read_texts(path: str, field: str) -> list[str]:
 def _run_encode(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from sgpt.model.folder import load
+    from sgpt.model.loader import load
     from sgpt.utils.io import atomic_file
 
     texts = args.text or read_texts(args.input, args.field)

@@ -39,7 +39,7 @@ def add_eval_sts(sub) -> None:
 def _run_eval_sts(args: argparse.Namespace) -> int:
     from sgpt.data import read_sts, read_sts_subsets
     from sgpt.evaluation.sts import evaluate_sts, evaluate_sts_subsets
-    from sgpt.model.folder import load
+    from sgpt.model.loader import load
     from sgpt.utils.io import check_output_file, write_json
 
     if args.output:
@@ -99,7 +99,7 @@ def add_eval_beir(sub) -> None:
 def _run_eval_beir(args: argparse.Namespace) -> int:
     from sgpt.data import RetrievalData, load_beir
     from sgpt.evaluation.beir import average_over_datasets, evaluate_retrieval
-    from sgpt.model.folder import load
+    from sgpt.model.loader import load
     from sgpt.utils.io import check_output_file, write_json
 
     if args.output:

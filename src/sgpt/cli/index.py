@@ -117,7 +117,7 @@ def _run_search(args: argparse.Namespace) -> int:
     spec = model_spec(args)  # the model flags apply to the query model, given or recorded
     model: BiEncoder | None
     if args.model is not None:
-        from sgpt.model.folder import load
+        from sgpt.model.loader import load
 
         model = load(args.model, spec)
     else:

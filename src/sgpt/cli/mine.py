@@ -77,6 +77,6 @@ def _run_mine_negatives(args: argparse.Namespace) -> int:
 
 
 def _load_model(args: argparse.Namespace):
-    from sgpt.model.folder import load
+    from sgpt.model.loader import load
 
     return load(args.model, model_spec(args))

@@ -482,8 +482,8 @@ class BiEncoder(nn.Module):
 
     @classmethod
     def load(cls, name_or_path: str | Path, **kwargs) -> BiEncoder:
-        """Load a saved bi-encoder folder or a plain backbone; see ``sgpt.model.folder.load``."""
-        from sgpt.model.folder import load
+        """Load a saved bi-encoder folder or a plain backbone; see ``sgpt.model.loader.load``."""
+        from sgpt.model.loader import load
 
         return load(name_or_path, **kwargs)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from sgpt.data import build_triplets, read_sts, read_training_data
 from sgpt.evaluation.sts import evaluate_sts
 from sgpt.model.biencoder import BiEncoder
-from sgpt.model.folder import load
+from sgpt.model.loader import load
 from sgpt.model.spec import ModelSpec
 from sgpt.recipes.tasks import NLITask
 from sgpt.train.checkpoints import check_output

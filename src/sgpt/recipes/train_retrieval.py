@@ -16,7 +16,7 @@ from sgpt.data.beir import load_beir
 from sgpt.data.retrieval_examples import RetrievalExample, beir_examples, read_retrieval_examples
 from sgpt.evaluation.beir import evaluate_retrieval
 from sgpt.model.biencoder import BiEncoder
-from sgpt.model.folder import load
+from sgpt.model.loader import load
 from sgpt.model.spec import ModelSpec
 from sgpt.recipes.tasks import RetrievalTask
 from sgpt.train.checkpoints import check_output

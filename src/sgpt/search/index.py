@@ -69,7 +69,7 @@ class Hit:
 def resolve_model(model: BiEncoder | str | Path, spec: ModelSpec | None = None) -> tuple[BiEncoder, str | None]:
     """``model`` itself, or the model loaded from a path/hub id with ``spec`` (returned with that name)."""
     if isinstance(model, (str, Path)):
-        from sgpt.model.folder import load
+        from sgpt.model.loader import load
 
         return load(model, spec), str(model)
     return model, None
@@ -234,7 +234,7 @@ class Index:
                 index's (an override of pooling or length does that; each difference is named).
             OSError: the recorded model cannot be found.
         """
-        from sgpt.model.folder import load
+        from sgpt.model.loader import load
 
         record = self.manifest["model"]
         if not record.get("name_or_path"):

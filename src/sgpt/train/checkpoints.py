@@ -128,7 +128,7 @@ def restore_checkpoint(folder: Path, model: BiEncoder, optimizer, scheduler, log
         ValueError: the checkpoint belongs to another run (settings, data size, model signature or
             process count differ: each difference named) or its model does not fit ``model``.
     """
-    from sgpt.model.folder import load
+    from sgpt.model.loader import load
 
     state = torch.load(folder / TRAINER_STATE, map_location=model.device, weights_only=False)
     differ = differences(state.get("run", {}), run)
