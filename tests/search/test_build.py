@@ -59,3 +59,12 @@ def test_settings_refuse_bad_sizes_and_mixed_arguments(minilm, tmp_path):
         IndexSettings(shard_size=0)
     with pytest.raises(TypeError, match="not both"):
         build_index(_corpus(tmp_path), minilm, tmp_path / "idx", IndexSettings(), shard_size=4)
+
+
+def test_a_missing_corpus_names_the_gzipped_one_beside_it(minilm, tmp_path):
+    gz = tmp_path / "corpus.jsonl.gz"
+    gz.write_bytes(b"")
+    with pytest.raises(
+        FileNotFoundError, match=r"corpus.jsonl: no such corpus file \(there is corpus.jsonl.gz beside it\)"
+    ):
+        build_index(tmp_path / "corpus.jsonl", minilm, tmp_path / "idx")

@@ -142,3 +142,14 @@ def test_too_few_examples_is_a_clear_error(tiny_gpt_dir, snli_triplets, tmp_path
 def test_config_reports_every_error():
     with pytest.raises(ValueError, match=r"batch_size must be >= 1.*lr must be > 0"):
         TrainConfig(output="x", batch_size=0, lr=0)
+
+
+def test_the_logged_lr_is_the_rate_each_step_ran_at(tiny_gpt_dir, tmp_path):
+    """Linear warm-up over 1 step then linear decay over 3 (transformers' schedule): the steps run at
+    0, lr and lr/2, and train_log.csv says so (it used to log the next step's rate)."""
+    model = sgpt.load(tiny_gpt_dir, pooling="mean", max_seq_length=16)
+    examples = [(f"anchor {i}", f"positive {i}", f"negative {i}") for i in range(8)]
+    cfg = TrainConfig(output=str(tmp_path / "out"), batch_size=4, lr=1e-3, max_steps=3, warmup_steps=1)
+    fit(model, examples, cfg)
+    logged = [float(r["lr"]) for r in _csv(tmp_path / "out" / "train_log.csv")]
+    assert logged == pytest.approx([0.0, 1e-3, 5e-4])

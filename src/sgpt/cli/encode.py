@@ -11,11 +11,11 @@ from sgpt.cli.common import add_model_args, add_output_arg, add_precision_arg, m
 
 def add_encode(sub) -> None:
     p = sub.add_parser("encode", help="embed texts into a .npy file")
-    p.add_argument("model")
+    p.add_argument("model", help="saved bi-encoder folder, backbone folder, hub id or .gguf file")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--text", action="append", help="a text to embed (repeatable)")
     src.add_argument("--input", help="a .txt file (one text per line) or .jsonl file (see --field)")
-    p.add_argument("--field", default="text", help="jsonl field holding the text")
+    p.add_argument("--field", default="text", help="jsonl field holding the text (default: text)")
     add_output_arg(p, ".npy file to write, float32 [n, d]")
     p.add_argument("--normalize", action="store_true", help="L2-normalise the vectors")
     p.add_argument(

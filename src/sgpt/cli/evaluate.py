@@ -75,7 +75,7 @@ def add_eval_beir(sub) -> None:
         help="BEIR folder (corpus.jsonl[.gz], queries.jsonl[.gz], qrels/SPLIT.tsv); repeat for "
         "several data sets. Every --data is read and checked before any encoding",
     )
-    p.add_argument("--split", default="test", help="qrels split (msmarco: dev)")
+    p.add_argument("--split", default="test", help="qrels split (default: test; msmarco: dev)")
     add_output_arg(
         p,
         "write the results as JSON here (its folder must exist). The metrics "
@@ -85,7 +85,7 @@ def add_eval_beir(sub) -> None:
         required=False,
     )
     add_k_arg(p, 1000, "hits retrieved per query")
-    p.add_argument("--score", choices=["cos", "dot"], default="cos", help="similarity (bi-encoders)")
+    p.add_argument("--score", choices=["cos", "dot"], default="cos", help="similarity of bi-encoders (default: cos)")
     add_precision_arg(p)
     p.add_argument(
         "--skip-bad-rows",

@@ -27,18 +27,25 @@ def bm25_retriever(corpus, verbose: bool):
 def add_mine_negatives(sub) -> None:
     p = sub.add_parser("mine-negatives", help="mine hard negatives for a BEIR training split (BM25 or a model)")
     p.add_argument("--data", required=True, help="BEIR folder (corpus.jsonl[.gz], queries.jsonl[.gz], qrels/)")
-    p.add_argument("--split", default="train", help="qrels split whose queries get negatives")
+    p.add_argument("--split", default="train", help="qrels split whose queries get negatives (default: train)")
     add_output_arg(p, 'jsonl to write (its folder must exist): {"query_id", "pos": [ids], "neg": [ids]}')
     p.add_argument(
         "--method",
         choices=[BM25, "model"],
         default=BM25,
-        help="bm25 (bm25s, English stemming) or model (exact search with --model)",
+        help="bm25 (bm25s, English stemming) or model (exact search with --model) (default: bm25)",
     )
     p.add_argument("--model", default=None, help="bi-encoder for --method model")
     add_k_arg(p, 30, "hits retrieved per query (positives are then skipped)")
-    p.add_argument("--num-negatives", type=nonnegative_int, default=None, help="keep at most this many per query")
-    p.add_argument("--score", choices=["cos", "dot"], default="cos", help="similarity (--method model)")
+    p.add_argument(
+        "--num-negatives",
+        type=nonnegative_int,
+        default=None,
+        help="keep at most this many per query (default: all that --k leaves)",
+    )
+    p.add_argument(
+        "--score", choices=["cos", "dot"], default="cos", help="similarity with --method model (default: cos)"
+    )
     add_precision_arg(p)
     p.add_argument("--skip-bad-rows", action="store_true", help="skip and count bad rows instead of stopping")
     add_model_args(p)

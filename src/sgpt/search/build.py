@@ -67,7 +67,9 @@ def _read_documents(corpus_path: Path) -> tuple[list[str], list[str]]:
         ValueError: bad lines (from the reader, naming file, line and field), or no documents.
     """
     if not corpus_path.is_file():
-        raise FileNotFoundError(f"{corpus_path}: no such corpus file")
+        gz = corpus_path.with_name(corpus_path.name + ".gz")
+        hint = f" (there is {gz.name} beside it)" if gz.is_file() else ""
+        raise FileNotFoundError(f"{corpus_path}: no such corpus file{hint}")
     corpus = read_corpus(corpus_path)
     if not corpus:
         raise ValueError(f"{corpus_path}: the corpus has no documents")

@@ -287,12 +287,13 @@ def _train(
     # a resumed run's clock continues from its last logged step, so train_log.csv's seconds keep rising
     earlier = float(run.log.train[-1]["seconds"]) if run.log.train else 0.0
     start, loss = time.perf_counter() - earlier, math.nan
-    bar = tqdm(range(first, steps + 1), desc="train", unit="step", disable=not main, initial=first - 1, total=steps)
-    for step in bar:
+    bar = tqdm(desc="train", unit="step", disable=not main, initial=first - 1, total=steps)
+    for step in range(first, steps + 1):
+        lr = run.scheduler.get_last_lr()[0]  # the rate this step runs at (the schedule moves on after it)
         loss = _optimizer_step(run, step_fn, [[examples[i] for i in next(batches)] for _ in range(cfg.grad_accum)],
                                trainable)  # fmt: skip
-        lr = run.scheduler.get_last_lr()[0]
-        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", refresh=False)
+        bar.update(1)  # before any evaluation, so the bar shows the step as done while it is scored
         run.log.train.append({"step": step, "loss": loss, "lr": lr, "seconds": round(time.perf_counter() - start, 3)})
         if run.tracker is not None:
             run.tracker.log({"train/loss": loss, "train/lr": lr}, step=step)
@@ -303,6 +304,7 @@ def _train(
         if evaluate or checkpoint:
             with _off_the_clock(bar):
                 _between_steps(run, step, evaluate, checkpoint)
+    bar.close()
     summary = run.summary(steps, time.perf_counter() - start, loss)
     barrier()  # the saved model is complete before any process returns
     model.eval()
@@ -336,9 +338,14 @@ def _between_steps(run: _Run, step: int, evaluate: bool, checkpoint: bool) -> No
 
 @contextlib.contextmanager
 def _off_the_clock(bar: tqdm) -> Iterator[None]:
-    """Work inside (an evaluation, a checkpoint) is not counted into the bar's s/step."""
-    bar.refresh()  # marks the time the pause starts
+    """Work inside (an evaluation, a checkpoint) is not counted into the bar's elapsed time and s/step."""
+    if bar.disable:
+        yield
+        return
+    paused = time.time()  # tqdm's own clock
     try:
         yield
     finally:
-        bar.unpause()  # moves the bar's clock past the pause
+        pause = time.time() - paused
+        bar.start_t += pause  # elapsed and rate exclude the pause
+        bar.last_print_t += pause
