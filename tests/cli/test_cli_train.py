@@ -54,3 +54,14 @@ def test_help_shows_the_dataclass_defaults_and_unset_flags_take_them():
     )
     got = train_config(args, {"batch_size": DEFAULT_BATCH_SIZE})
     assert (got.batch_size, got.lr, got.epochs) == (DEFAULT_BATCH_SIZE, 1e-4, cfg.epochs)
+
+
+def test_a_non_finite_flag_is_one_line_before_anything_is_loaded(tmp_path, capsys):
+    argv = ["train", "nli", "--model", str(tmp_path / "no-such-model"), "--train-data", "d"]
+    assert main([*argv, "--output", str(tmp_path / "o"), "--lr", "inf", "--weight-decay", "nan"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "sgpt: error: invalid training config: lr must be a finite number > 0, got inf; "
+        "weight_decay must be a finite number >= 0, got nan"
+    ]
+    assert not (tmp_path / "o").exists()

@@ -140,8 +140,34 @@ def test_too_few_examples_is_a_clear_error(tiny_gpt_dir, snli_triplets, tmp_path
 
 
 def test_config_reports_every_error():
-    with pytest.raises(ValueError, match=r"batch_size must be >= 1.*lr must be > 0"):
+    with pytest.raises(ValueError, match=r"batch_size must be >= 1.*lr must be a finite number > 0, got 0"):
         TrainConfig(output="x", batch_size=0, lr=0)
+
+
+def test_config_refuses_non_finite_numbers():
+    nan, inf = float("nan"), float("inf")
+    with pytest.raises(ValueError) as err:
+        TrainConfig(output="x", lr=inf, weight_decay=nan, max_grad_norm=-1.0, scale=inf)
+    assert str(err.value) == (
+        "invalid training config: lr must be a finite number > 0, got inf; scale must be a finite number > 0, "
+        "got inf; weight_decay must be a finite number >= 0, got nan; max_grad_norm must be a finite number >= 0, "
+        "got -1.0"
+    )
+
+
+def test_a_non_finite_loss_stops_training_before_anything_is_saved(tiny_gpt_dir, tmp_path):
+    model = sgpt.load(tiny_gpt_dir, pooling="mean", max_seq_length=16)
+    with torch.no_grad():
+        next(model.backbone.parameters())[0, 0] = float("nan")  # one NaN weight: every embedding is NaN
+    examples = [(f"anchor {i}", f"positive {i}", f"negative {i}") for i in range(8)]
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"^step 1: the loss is nan .*training stopped before this update "
+                       r"\(no step before it; no checkpoint was written\)"):  # fmt: skip
+        fit(model, examples, TrainConfig(output=str(out), batch_size=4, max_steps=3))
+    assert not (out / "modules.json").exists() and not (out / "train_summary.json").exists()
+    with pytest.raises(ValueError, match="refusing to save a model with non-finite weights: .*wte.weight"):
+        model.save(tmp_path / "nan-model")
+    assert not (tmp_path / "nan-model").exists()
 
 
 def test_the_logged_lr_is_the_rate_each_step_ran_at(tiny_gpt_dir, tmp_path):

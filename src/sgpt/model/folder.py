@@ -172,6 +172,24 @@ def _save_router(model: BiEncoder, folder: Path, before: Sequence[Dense]) -> Non
     write_json(folder / ROUTER_FILE, {"types": types, "structure": structure, "parameters": parameters})
 
 
+def check_finite_weights(model: torch.nn.Module) -> None:
+    """Raise when a floating-point parameter or buffer of ``model`` holds NaN or infinite values.
+
+    Raises:
+        ValueError: naming up to three such tensors and how many there are.
+    """
+    bad = [
+        name
+        for name, tensor in model.state_dict().items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise ValueError(
+            f"refusing to save a model with non-finite weights: {', '.join(bad[:3])}{more} hold NaN or inf"
+        )
+
+
 def save_folder(model: BiEncoder, path: str | Path, *, keep: Sequence[str] = ()) -> Path:
     """Save ``model`` as a sentence-transformers folder, atomically (temp folder, then rename);
     an asymmetric model as a ``Router`` of its two towers (see module doc).
@@ -180,7 +198,11 @@ def save_folder(model: BiEncoder, path: str | Path, *, keep: Sequence[str] = ())
 
     Returns:
         ``Path(path)``.
+
+    Raises:
+        ValueError: a weight holds NaN or infinite values (naming up to three tensors); nothing is written.
     """
+    check_finite_weights(model)
     heads = [cast(Dense, h) for h in model.dense]
     before = [h for h in heads if h.position == "before"]
     with atomic_dir(path, keep) as tmp:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Literal
@@ -137,8 +138,7 @@ def _errors(cfg: TrainConfig) -> list[str]:
         value = getattr(cfg, name)
         if value is not None and value < (0 if name == "warmup_steps" else 1):
             errors.append(f"{name} must be positive, got {value}")
-    if not cfg.lr > 0:
-        errors.append(f"lr must be > 0, got {cfg.lr}")
+    errors += _number_errors(cfg)
     if not 0 <= cfg.warmup_ratio <= 1:
         errors.append(f"warmup_ratio must be in [0, 1], got {cfg.warmup_ratio}")
     if cfg.precision not in PRECISIONS:
@@ -154,4 +154,18 @@ def _errors(cfg: TrainConfig) -> list[str]:
             errors.append(str(e))
     if cfg.data_parallel not in DATA_PARALLEL_MODES:
         errors.append(f"data_parallel must be one of {DATA_PARALLEL_MODES}, got {cfg.data_parallel!r}")
+    return errors
+
+
+def _number_errors(cfg: TrainConfig) -> list[str]:
+    """The float settings that are NaN, infinite or out of range (``--lr inf`` would train to NaN)."""
+    errors = []
+    for name in ("lr", "scale"):
+        value = getattr(cfg, name)
+        if not (math.isfinite(value) and value > 0):
+            errors.append(f"{name} must be a finite number > 0, got {value}")
+    for name in ("weight_decay", "max_grad_norm"):
+        value = getattr(cfg, name)
+        if not (math.isfinite(value) and value >= 0):
+            errors.append(f"{name} must be a finite number >= 0, got {value}")
     return errors

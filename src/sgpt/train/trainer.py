@@ -311,17 +311,48 @@ def _train(
     return summary
 
 
+class NonFiniteTraining(ValueError):
+    """The loss or the gradient norm of a step is not finite; the run stopped before the update."""
+
+
 def _optimizer_step(run: _Run, step_fn: StepFn, micro_batches: list[list[Example]], trainable: list) -> float:
-    """One optimizer step over ``grad_accum`` micro-batches; returns the loss of the global batch."""
+    """One optimizer step over ``grad_accum`` micro-batches; returns the loss of the global batch.
+
+    Raises:
+        NonFiniteTraining: the loss or the gradient norm is NaN or infinite (the weights are left as
+            they were before the step; see :func:`_check_finite`).
+    """
     cfg = run.cfg
     losses = [step_fn(batch, 1.0 / cfg.grad_accum) for batch in micro_batches]
     all_reduce_gradients(trainable)  # once per optimizer step: after accumulation and GradCache, before clipping
-    if cfg.max_grad_norm:
-        torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
+    # max_norm=inf measures the norm without scaling anything
+    norm = float(torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm or math.inf))
+    loss = sum_over_processes(sum(losses) / len(losses), run.model.device)  # shares -> global-batch loss
+    _check_finite(run, loss, norm)  # same loss and norm on every process: all stop together
     run.optimizer.step()
     run.scheduler.step()
     run.optimizer.zero_grad(set_to_none=True)
-    return sum_over_processes(sum(losses) / len(losses), run.model.device)  # shares -> global-batch loss
+    return loss
+
+
+def _check_finite(run: _Run, loss: float, norm: float) -> None:
+    """Stop before a NaN/inf loss or gradient reaches the weights, naming the step, the last finite
+    loss and the checkpoint that was kept; nothing more is saved."""
+    if math.isfinite(loss) and math.isfinite(norm):
+        return
+    step = len(run.log.train) + 1
+    last = next((r for r in reversed(run.log.train) if math.isfinite(float(r["loss"]))), None)
+    before = (
+        f"the last finite loss was {float(last['loss']):.4f} at step {last['step']}" if last else "no step before it"
+    )
+    kept = latest_checkpoint(run.out)
+    saved = f"the newest checkpoint is {kept}" if kept else "no checkpoint was written"
+    if run.best["step"] is not None:
+        saved += f"; {run.out} holds the best model so far (step {run.best['step']})"
+    raise NonFiniteTraining(
+        f"step {step}: the loss is {loss} and the gradient norm {norm}: training stopped before this update "
+        f"({before}; {saved}); lower --lr, check the data, or use --precision fp32"
+    )
 
 
 def _between_steps(run: _Run, step: int, evaluate: bool, checkpoint: bool) -> None:
