@@ -150,9 +150,9 @@ def add_chat_template_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
-def model_spec(args: argparse.Namespace, **defaults: Any) -> ModelSpec:
-    """The :class:`~sgpt.model.spec.ModelSpec` of the model flags given (``defaults`` fill unset fields)."""
-    return ModelSpec(**given(args, (*MODEL_FIELDS, "asym"))).with_defaults(**defaults)
+def model_spec(args: argparse.Namespace) -> ModelSpec:
+    """The :class:`~sgpt.model.spec.ModelSpec` of the model flags given."""
+    return ModelSpec(**given(args, (*MODEL_FIELDS, "asym")))
 
 
 def add_precision_arg(
@@ -188,10 +188,6 @@ def refuse_model_flags(args: argparse.Namespace, why: str) -> None:
     flags = [f"--{name.replace('_', '-')}" for name in given(args, MODEL_FIELDS)]
     if flags:
         raise ValueError(f"{', '.join(flags)}: only used with a model ({why})")
-
-
-class HelpFormatter(argparse.HelpFormatter):
-    """argparse's formatter; every default is written into the help text by the flag itself."""
 
 
 def inference_precision(text: str) -> str:

@@ -10,7 +10,6 @@ import argparse
 from typing import Any
 
 from sgpt.cli.common import (
-    HelpFormatter,
     add_output_arg,
     add_precision_arg,
     add_spec_args,
@@ -53,7 +52,6 @@ def add_train_nli(sub) -> None:
     p = sub.add_parser(
         "nli",
         help="train on NLI triplets with MultipleNegativesRankingLoss, score on STS",
-        formatter_class=HelpFormatter,
     )
     p.add_argument("--model", required=True, help="hub id, folder, .gguf file or saved bi-encoder")
     add_spec_args(
@@ -91,7 +89,6 @@ def add_train_retrieval(sub) -> None:
         "retrieval",
         help="train for asymmetric search (query -> passage) with MNRL over "
         "in-batch and hard negatives, score on BEIR-layout test sets",
-        formatter_class=HelpFormatter,
     )
     p.add_argument("--model", required=True, help="hub id, folder, .gguf file or saved bi-encoder")
     add_spec_args(

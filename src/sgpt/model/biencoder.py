@@ -385,74 +385,18 @@ class BiEncoder(nn.Module):
             out = out[0]
         return out.numpy() if convert_to == "numpy" else out
 
-    @overload
     def encode_queries(
-        self,
-        texts: str | Sequence[str],
-        batch_size: int = ...,
-        normalize: bool = ...,
-        *,
-        convert_to: Literal["numpy"] = ...,
-        **kwargs: Any,
-    ) -> np.ndarray: ...
-
-    @overload
-    def encode_queries(
-        self,
-        texts: str | Sequence[str],
-        batch_size: int = ...,
-        normalize: bool = ...,
-        *,
-        convert_to: Literal["torch"],
-        **kwargs: Any,
-    ) -> Tensor: ...
-
-    def encode_queries(
-        self,
-        texts: str | Sequence[str],
-        batch_size: int = 32,
-        normalize: bool = False,
-        *,
-        convert_to: Literal["numpy", "torch"] = "numpy",
-        **kwargs: Any,
+        self, texts: str | Sequence[str], batch_size: int = 32, normalize: bool = False, **kwargs: Any
     ) -> np.ndarray | Tensor:
         """Embed search queries: like :meth:`encode`, with the model's query formatting
         (specb/speca brackets or query prompt) and, for an asymmetric model, its query tower."""
-        return self.encode(texts, batch_size, normalize, convert_to=convert_to, role="query", **kwargs)
-
-    @overload
-    def encode_documents(
-        self,
-        texts: str | Sequence[str],
-        batch_size: int = ...,
-        normalize: bool = ...,
-        *,
-        convert_to: Literal["numpy"] = ...,
-        **kwargs: Any,
-    ) -> np.ndarray: ...
-
-    @overload
-    def encode_documents(
-        self,
-        texts: str | Sequence[str],
-        batch_size: int = ...,
-        normalize: bool = ...,
-        *,
-        convert_to: Literal["torch"],
-        **kwargs: Any,
-    ) -> Tensor: ...
+        return self.encode(texts, batch_size, normalize, role="query", **kwargs)
 
     def encode_documents(
-        self,
-        texts: str | Sequence[str],
-        batch_size: int = 32,
-        normalize: bool = False,
-        *,
-        convert_to: Literal["numpy", "torch"] = "numpy",
-        **kwargs: Any,
+        self, texts: str | Sequence[str], batch_size: int = 32, normalize: bool = False, **kwargs: Any
     ) -> np.ndarray | Tensor:
         """Embed documents: like :meth:`encode`, with the model's document formatting and tower."""
-        return self.encode(texts, batch_size, normalize, convert_to=convert_to, role="document", **kwargs)
+        return self.encode(texts, batch_size, normalize, role="document", **kwargs)
 
     def signature(self) -> dict:
         """What decides the vectors besides the weights: pooling, length, formatting, dimension,

@@ -14,11 +14,10 @@ from sgpt.evaluation.sts import evaluate_sts
 from sgpt.model.biencoder import BiEncoder
 from sgpt.model.loader import load
 from sgpt.model.spec import ModelSpec
+from sgpt.recipes.common import model_to_train
 from sgpt.recipes.tasks import NLITask
-from sgpt.train.checkpoints import check_output
 from sgpt.train.config import TrainConfig
 from sgpt.train.distributed import is_main_process
-from sgpt.train.params import apply_freezing
 from sgpt.train.trainer import fit
 from sgpt.utils.io import write_json
 
@@ -79,10 +78,7 @@ def train_nli(model_name: str, task: NLITask, cfg: TrainConfig, spec: ModelSpec 
         ValueError: an output folder the run would destroy, bad data (file, line and field named), or
             a model that cannot train with these settings.
     """
-    check_output(Path(cfg.output), cfg.resume)  # before any work: refuse a folder the run would destroy
-    spec = (spec or ModelSpec()).with_defaults(max_seq_length=task.max_seq_length)
-    model = load(model_name, spec, default_pooling="weightedmean")
-    apply_freezing(model, freeze=cfg.freeze, freezenonbias=cfg.freezenonbias)  # model errors before reading data
+    model = model_to_train(model_name, spec, cfg, task.max_seq_length)
     examples = load_examples(task.train_data, seed=cfg.seed, skip_bad_rows=task.skip_bad_rows)
     main = is_main_process()
     test_path = task.test_data or task.dev_data

@@ -18,11 +18,10 @@ from sgpt.evaluation.beir import evaluate_retrieval
 from sgpt.model.biencoder import BiEncoder
 from sgpt.model.loader import load
 from sgpt.model.spec import ModelSpec
+from sgpt.recipes.common import model_to_train
 from sgpt.recipes.tasks import RetrievalTask
-from sgpt.train.checkpoints import check_output
 from sgpt.train.config import TrainConfig
 from sgpt.train.distributed import is_main_process
-from sgpt.train.params import apply_freezing
 from sgpt.train.step import QUERY_DOCUMENT
 from sgpt.train.trainer import fit
 from sgpt.utils.io import write_json
@@ -151,10 +150,7 @@ def train_retrieval(model_name: str, task: RetrievalTask, cfg: TrainConfig, spec
             no training query.
     """
     out = Path(cfg.output)
-    check_output(out, cfg.resume)  # before any work: refuse a folder the run would destroy
-    spec = (spec or ModelSpec()).with_defaults(max_seq_length=task.max_seq_length)
-    model = load(model_name, spec, default_pooling="weightedmean")
-    apply_freezing(model, freeze=cfg.freeze, freezenonbias=cfg.freezenonbias)  # model errors before reading data
+    model = model_to_train(model_name, spec, cfg, task.max_seq_length)
     examples = load_retrieval_examples(
         task.train_data,
         split=task.split,

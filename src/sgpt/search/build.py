@@ -134,49 +134,63 @@ def build_index(
     corpus_path, out_dir = Path(corpus_path), Path(out_dir)
     check_index_output(out_dir)
     ids, texts = _read_documents(corpus_path)
-    params = settings.faiss_params(len(ids))
+    params = settings.faiss_params(len(ids))  # bad index parameters are refused before the model loads
     model, given_name = resolve_model(model, spec)
-    record = _model_record(model, given_name, spec)
-    signature = json_normal(model.signature())
-    corpus = {
-        "path": str(corpus_path.resolve()),
-        "size_bytes": corpus_path.stat().st_size,
-        "sha256": corpus_fingerprint(ids, texts),
-    }
-    precision = settings.precision or "fp32"
-    key = {
-        "corpus_sha256": corpus["sha256"],
-        "n_docs": len(ids),
-        "weights_sha256": record["weights_sha256"],
-        "signature": signature,
-        "precision": precision,
-        "shard_size": settings.shard_size,
-    }
+    manifest = _manifest(model, _model_record(model, given_name, spec), corpus_path, ids, texts, settings, params)
     work = out_dir.resolve()
-    store = ShardStore(work.with_name(work.name + ".partial"), key, resume=settings.resume)
+    store = ShardStore(work.with_name(work.name + ".partial"), _shard_key(manifest), resume=settings.resume)
     try:
         shards = _embed_shards(model, ids, texts, store, settings, show_progress)
     except BaseException:
         if not store.finished():  # stopped before a shard was done: nothing to resume from, leave nothing
             store.remove()
         raise
-    manifest = {
+    _write_index(out_dir, make_faiss_index(params, shards, manifest["dim"]), ids, texts, manifest)
+    store.remove()
+    logger.debug("indexed %d documents (d=%d, %s) in %s", len(ids), model.embedding_dim, params["type"], out_dir)
+    return out_dir
+
+
+def _manifest(
+    model: BiEncoder,
+    record: dict,
+    corpus_path: Path,
+    ids: Sequence[str],
+    texts: Sequence[str],
+    settings: IndexSettings,
+    params: dict,
+) -> dict:
+    """The index's ``manifest.json`` (layout: :mod:`sgpt.search.index`)."""
+    return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "sgpt_version": __version__,
         "model": record,
-        "signature": signature,
-        "precision": precision,
+        "signature": json_normal(model.signature()),
+        "precision": settings.precision or "fp32",
         "index": params,
         "n_docs": len(ids),
         "dim": int(model.embedding_dim),
-        "corpus": corpus,
+        "corpus": {
+            "path": str(corpus_path.resolve()),
+            "size_bytes": corpus_path.stat().st_size,
+            "sha256": corpus_fingerprint(ids, texts),
+        },
         "shard_size": settings.shard_size,
     }
-    _write_index(out_dir, make_faiss_index(params, shards, int(model.embedding_dim)), ids, texts, manifest)
-    store.remove()
-    logger.debug("indexed %d documents (d=%d, %s) in %s", len(ids), model.embedding_dim, params["type"], out_dir)
-    return out_dir
+
+
+def _shard_key(manifest: dict) -> dict:
+    """What finished shards must share with a build to be reused: corpus, model weights and
+    signature, precision and shard size (all read from its manifest)."""
+    return {
+        "corpus_sha256": manifest["corpus"]["sha256"],
+        "n_docs": manifest["n_docs"],
+        "weights_sha256": manifest["model"]["weights_sha256"],
+        "signature": manifest["signature"],
+        "precision": manifest["precision"],
+        "shard_size": manifest["shard_size"],
+    }
 
 
 def check_index_output(out_dir: Path) -> None:

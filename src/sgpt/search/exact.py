@@ -29,12 +29,12 @@ Results = dict[str, dict[str, float]]
 class DocumentEncoder(Protocol):
     """A bi-encoder: :class:`sgpt.BiEncoder` or anything with the same two methods."""
 
-    def encode_queries(self, texts: list[str], batch_size: int = ..., **kwargs: Any) -> np.ndarray:
-        """Embed queries → float array [len(texts), d]."""
+    def encode_queries(self, texts: list[str], batch_size: int = ..., **kwargs: Any) -> np.ndarray | torch.Tensor:
+        """Embed queries → float array or tensor [len(texts), d]."""
         ...
 
-    def encode_documents(self, texts: list[str], batch_size: int = ..., **kwargs: Any) -> np.ndarray:
-        """Embed documents → float array [len(texts), d]."""
+    def encode_documents(self, texts: list[str], batch_size: int = ..., **kwargs: Any) -> np.ndarray | torch.Tensor:
+        """Embed documents → float array or tensor [len(texts), d]."""
         ...
 
 

@@ -279,9 +279,8 @@ class Index:
         if not items:
             return []
         model = self.model if model is None or model is self._model else self.check_model(model)
-        precision = self.manifest.get("precision")
-        q = model.encode_queries(
-            items, batch_size=batch_size, normalize=True, precision=None if precision == "float32" else precision
+        q = model.encode(  # = encode_queries, typed as the numpy array it returns
+            items, batch_size, normalize=True, precision=self.manifest.get("precision"), role="query"
         )
         return self.search_vectors(q.reshape(len(items), -1), k, nprobe=nprobe, ef_search=ef_search)
 
