@@ -281,7 +281,11 @@ def test_save_over_existing_folder_replaces_it(tiny_gpt_dir, tmp_path, stripped)
     assert (target / "1_Dense").is_dir() and (target / "4_Normalize").is_dir()
     (target / "stray.txt").write_text("left from before")
     plain = sgpt.load(tiny_gpt_dir, pooling="cls")
-    plain.save(target)
+    before = snapshot(target)
+    with pytest.raises(ValueError, match=r"m: holds 1_Dense, 2_Pooling, 3_Dense, 4_Normalize, stray.txt, which writing"):
+        plain.save(target)  # a user's file (and another layout's modules) are never deleted unasked
+    assert snapshot(target) == before
+    plain.save(target, overwrite=True)
     assert not (target / "1_Dense").exists() and not (target / "stray.txt").exists()
     assert read(target / "modules.json")[1]["path"] == "1_Pooling"
     assert sgpt.load(target).pooling == "cls"
@@ -324,7 +328,7 @@ def test_save_keep_carries_named_entries_over(tiny_gpt_dir, tmp_path):
     (target / "stray.txt").write_text("not kept")
     (target / "modules.json").write_text("[]")  # a kept name the new save writes: the new file wins
     model.pooling = "mean"
-    model.save(target, keep=["logs", "modules.json", "absent"])
+    model.save(target, keep=["logs", "modules.json", "absent"], overwrite=True)
     assert (target / "logs" / "train.csv").read_text() == "step,loss\n1,0.5\n"
     assert not (target / "stray.txt").exists() and not (target / "absent").exists()
     assert sgpt.load(target).pooling == "mean"

@@ -417,12 +417,17 @@ class BiEncoder(nn.Module):
         return sig
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | Path, *, keep: Sequence[str] = ()) -> Path:
+    def save(self, path: str | Path, *, keep: Sequence[str] = (), overwrite: bool = False) -> Path:
         """Write a sentence-transformers folder (atomically; ``keep``: entries of an existing folder
-        to carry over, such as training logs); see ``sgpt.model.folder``."""
+        to carry over, such as training logs); see ``sgpt.model.folder.save_folder``.
+
+        Raises:
+            ValueError: non-finite weights; ``path`` empty or a file; or (without ``overwrite``) a
+                folder holding files this save would delete. Nothing is written then.
+        """
         from sgpt.model.folder import save_folder
 
-        return save_folder(self, path, keep=keep)
+        return save_folder(self, path, keep=keep, overwrite=overwrite)
 
     @classmethod
     def load(cls, name_or_path: str | Path, **kwargs) -> BiEncoder:

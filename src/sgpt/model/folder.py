@@ -190,22 +190,27 @@ def check_finite_weights(model: torch.nn.Module) -> None:
         )
 
 
-def save_folder(model: BiEncoder, path: str | Path, *, keep: Sequence[str] = ()) -> Path:
+def save_folder(model: BiEncoder, path: str | Path, *, keep: Sequence[str] = (), overwrite: bool = False) -> Path:
     """Save ``model`` as a sentence-transformers folder, atomically (temp folder, then rename);
     an asymmetric model as a ``Router`` of its two towers (see module doc).
 
-    Entries of an existing folder named in ``keep`` (training logs) are carried over.
+    An existing folder is replaced when this save writes every entry it holds (an earlier save
+    of a model of the same layout); entries of it named in ``keep`` (training logs) are carried
+    over; any other entry (a user's file, another layout's module) is deleted only with
+    ``overwrite=True``.
 
     Returns:
         ``Path(path)``.
 
     Raises:
-        ValueError: a weight holds NaN or infinite values (naming up to three tensors); nothing is written.
+        ValueError: a weight holds NaN or infinite values (naming up to three tensors); ``path`` is
+            empty or an existing file; or, without ``overwrite``, an existing folder holds entries
+            this save would delete (named). Nothing is written then.
     """
     check_finite_weights(model)
     heads = [cast(Dense, h) for h in model.dense]
     before = [h for h in heads if h.position == "before"]
-    with atomic_dir(path, keep) as tmp:
+    with atomic_dir(path, keep, overwrite=overwrite) as tmp:
         if model.is_asymmetric:
             modules = [{"idx": 0, "name": "0", "path": "", "type": ST + "Router"}]
             _save_router(model, tmp, before)

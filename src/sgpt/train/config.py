@@ -115,6 +115,7 @@ class TrainConfig:
     data_parallel: Literal["shard", "replicate"] = "shard"
     checkpoint_every_epoch: bool = False
     resume: bool = False
+    overwrite: bool = False
     freeze: bool = False
     freezenonbias: bool = False
 

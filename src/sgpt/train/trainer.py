@@ -28,7 +28,12 @@ from sgpt.model.formatting import Role
 from sgpt.train.checkpoints import (
     CHECKPOINTS,
     RUN_FILES,
-    check_output,
+    CheckpointWriteError,
+    DamagedCheckpoint,
+    checkpoint_size,
+    claimed_output,
+    complete_checkpoints,
+    finished_summary,
     latest_checkpoint,
     restore_checkpoint,
     run_identity,
@@ -49,7 +54,7 @@ from sgpt.train.distributed import (
 from sgpt.train.params import adamw
 from sgpt.train.runlog import RunLog
 from sgpt.train.step import SYMMETRIC, Example, StepFn, make_step
-from sgpt.utils.io import write_json
+from sgpt.utils.io import check_free_space, write_json
 
 logger = logging.getLogger("sgpt.train")
 
@@ -148,8 +153,8 @@ def fit(
     Raises:
         ValueError: fewer examples than one batch, or nothing trainable.
     """
-    with process_group():  # destroyed on exit, also on error (a live gloo group can abort the exit)
-        return _train(model, examples, cfg, evaluator, roles)
+    with process_group(), claimed_output(Path(cfg.output), cfg.resume, cfg.overwrite):
+        return _train(model, examples, cfg, evaluator, roles)  # the group is destroyed also on error
 
 
 @dataclass
@@ -182,9 +187,30 @@ class _Run:
         score = scores[self.cfg.selection_metric]
         tqdm.write(f"step {step}: dev {self.cfg.selection_metric} = {score:.4f}")
         if score > self.best["score"]:
+            with self.writing(f"the best model (step {step})", self.out):
+                self.model.save(self.out, keep=RUN_FILES, overwrite=True)
             self.best.update(step=step, score=score, scores=scores)
-            self.model.save(self.out, keep=RUN_FILES)
-        self.log.write()
+        with self.writing("the training logs", self.out):
+            self.log.write()
+
+    @contextlib.contextmanager
+    def writing(self, what: str, where: Path) -> Iterator[None]:
+        """Turn a failed write (full disk, lost permissions) into one line saying what was kept."""
+        try:
+            yield
+        except OSError as e:
+            if isinstance(e, CheckpointWriteError):
+                raise
+            kept = latest_checkpoint(self.out)
+            best = f"{self.out} holds the best model of step {self.best['step']}" if self.best["step"] else ""
+            parts = [
+                p
+                for p in (best, f"the newest intact checkpoint is {kept} (continue with --resume)" if kept else "")
+                if p
+            ]
+            raise CheckpointWriteError(
+                f"could not write {what} to {where} ({e.strerror or e}); " + ("; ".join(parts) or "nothing was kept")
+            ) from e
 
     def checkpoint(self, step: int) -> None:
         save_checkpoint(self.out, step, self.model, self.optimizer, self.scheduler, self.log, self.best, self.identity)
@@ -194,13 +220,21 @@ class _Run:
         trained on; returns the first step to run (1 for a new run)."""
         if not self.cfg.resume:
             return 1
-        found = latest_checkpoint(self.out)
+        args = (self.model, self.optimizer, self.scheduler, self.log, self.best, self.identity)
+        found, first = None, 1
+        for candidate in complete_checkpoints(self.out):
+            try:
+                first = restore_checkpoint(candidate, *args) + 1
+            except DamagedCheckpoint as e:
+                if is_main_process():
+                    print(f"--resume: {e}; falling back to an older checkpoint", flush=True)
+                continue
+            found = candidate
+            break
         if found is None:
             if is_main_process():
-                print(f"--resume: no complete checkpoint in {self.out / CHECKPOINTS}; starting a new run", flush=True)
+                print(f"--resume: no intact checkpoint in {self.out / CHECKPOINTS}; starting a new run", flush=True)
             return 1
-        args = (self.model, self.optimizer, self.scheduler, self.log, self.best, self.identity)
-        first = restore_checkpoint(found, *args) + 1
         for _ in range((first - 1) * self.cfg.grad_accum):  # the batches already trained on (sampling only)
             next(batches)
         if is_main_process():
@@ -212,8 +246,10 @@ class _Run:
         (main process), and return the summary of :func:`fit`."""
         if is_main_process():
             if self.evaluator is None:
-                self.model.save(self.out, keep=RUN_FILES)
-            self.log.write()
+                with self.writing("the trained model", self.out):
+                    self.model.save(self.out, keep=RUN_FILES, overwrite=True)
+            with self.writing("the training logs", self.out):
+                self.log.write()
             write_json(
                 self.out / "train_summary.json",
                 {
@@ -224,6 +260,7 @@ class _Run:
                     "final_loss": loss,
                     "best_step": self.best["step"],
                     "best_dev": self.best["scores"],
+                    "run": self.identity,
                 },
             )
         if self.tracker is not None:
@@ -256,7 +293,6 @@ def _train(
     roles: Sequence[Role | None],
 ) -> dict:
     main, device = is_main_process(), training_device()
-    check_output(Path(cfg.output), cfg.resume)
     set_seed(cfg.seed + rank())  # each process its own dropout stream; rank 0 = the single-process run
     batches_per_epoch, batches = rank_batches(examples, cfg)
     steps = total_steps(batches_per_epoch, cfg)
@@ -276,6 +312,14 @@ def _train(
         RunLog(Path(cfg.output), cfg.selection_metric),
         _tracker(cfg),
     )
+    if cfg.resume and (done := finished_summary(run.out, run.identity)) is not None:
+        if main:
+            print(f"--resume: {run.out} holds the finished run ({done.get('steps')} steps); nothing to do", flush=True)
+        model.eval()
+        return _finished(done, cfg.selection_metric)
+    if main:  # a checkpoint (or the model, saved beside the old one) must fit: find out now, not at the end
+        needed = checkpoint_size(model) if cfg.checkpoint_every_epoch else 2 * checkpoint_size(model, moments=False)
+        check_free_space(run.out, needed, "a checkpoint" if cfg.checkpoint_every_epoch else "saving the model")
     trainable = [p for p in model.parameters() if p.requires_grad]
     step_fn = make_step(model, cfg, roles)  # plain or GradCache, chosen once
     first = run.resume(batches)
@@ -286,7 +330,8 @@ def _train(
     )  # fmt: skip
     # a resumed run's clock continues from its last logged step, so train_log.csv's seconds keep rising
     earlier = float(run.log.train[-1]["seconds"]) if run.log.train else 0.0
-    start, loss = time.perf_counter() - earlier, math.nan
+    last = float(run.log.train[-1]["loss"]) if run.log.train else math.nan  # a resume may run no step
+    start, loss = time.perf_counter() - earlier, last
     bar = tqdm(desc="train", unit="step", disable=not main, initial=first - 1, total=steps)
     for step in range(first, steps + 1):
         lr = run.scheduler.get_last_lr()[0]  # the rate this step runs at (the schedule moves on after it)
@@ -309,6 +354,19 @@ def _train(
     barrier()  # the saved model is complete before any process returns
     model.eval()
     return summary
+
+
+def _finished(summary: dict, metric: str) -> dict:
+    """:func:`fit`'s summary of a run finished earlier, from its ``train_summary.json``."""
+    best = summary.get("best_dev") or {}
+    return {
+        "steps": summary.get("steps"),
+        "seconds": summary.get("seconds"),
+        "final_loss": summary.get("final_loss"),
+        "best_step": summary.get("best_step"),
+        "best_score": best.get(metric),
+        "dev": best,
+    }
 
 
 class NonFiniteTraining(ValueError):

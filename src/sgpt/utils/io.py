@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
+
+logger = logging.getLogger("sgpt")
 
 
 def umask() -> int:
@@ -29,38 +33,115 @@ def umask() -> int:
     return mask
 
 
-def check_output_file(path: str | Path, what: str = "output") -> Path:
-    """Refuse an output file that could not be written, before any long work starts.
+# a command's inputs, by the flag that names them: {"--model": path, ...} or pairs
+Inputs = Mapping[str, str | Path | None] | Iterable[tuple[str, str | Path | None]]
+
+
+def check_output_file(
+    path: str | Path, what: str = "--output", *, overwrite: bool = False, inputs: Inputs = ()
+) -> Path:
+    """Refuse an output file that could not be written or that the user did not ask to replace,
+    before any long work starts.
 
     Args:
-        path: the file to be written later (it may exist: it will be replaced).
+        path: the file to be written later.
         what: how the message names it (e.g. ``"--output"``).
+        overwrite: an existing file may be replaced (``--overwrite``); without it, it is refused.
+        inputs: ``{flag: path}`` (or pairs) of the command's inputs; writing one of them, or into
+            a folder given as one, is refused even with ``overwrite``. Paths that do not exist
+            (hub ids) are ignored.
 
     Returns:
         ``Path(path)``.
 
     Raises:
-        ValueError: ``path`` is a folder, or its folder is missing, not a folder or not writable.
+        ValueError: ``path`` is a folder, an existing file (without ``overwrite``), one of the
+            inputs, or its folder is missing, not a folder or not writable.
     """
     path = Path(path)
+    if str(path) in ("", "."):
+        raise ValueError(f"{what}: empty path; give the name of a file to write")
     if path.is_dir():
         raise ValueError(f"{what} {path}: is a folder; give the name of a file to write")
+    check_not_input(path, inputs, what)
+    if path.exists() and not overwrite:
+        raise ValueError(f"{what} {path}: exists; pass --overwrite to replace it, or choose another {what}")
     _check_parent(path, what)
     return path
 
 
-def check_output_dir(path: str | Path, what: str = "output") -> Path:
-    """Refuse an output folder that could not be written, before any long work starts.
+def check_output_dir(
+    path: str | Path,
+    what: str = "--output",
+    *,
+    overwrite: bool = False,
+    inputs: Inputs = (),
+    replaceable: Callable[[Path], bool] | None = None,
+    kind: str = "sgpt output",
+) -> Path:
+    """Refuse an output folder that could not be written or that holds what the user did not ask
+    to lose, before any long work starts.
+
+    Args:
+        path: the folder to be written later (created; its parent must exist).
+        what: how the message names it.
+        overwrite: an existing non-empty folder may be replaced (``--overwrite``) when
+            ``replaceable(path)`` says it is one this kind of command writes (``kind``: what
+            the message calls it, e.g. ``"sgpt index"``); other folders are never replaced.
+        inputs: as in :func:`check_output_file`; the output may neither be an input, nor lie
+            inside a folder given as one, nor contain one.
+        replaceable: ``folder -> bool``; ``None``: any folder may be replaced with ``overwrite``.
+
+    Returns:
+        ``Path(path)``.
 
     Raises:
-        ValueError: ``path`` exists and is not a folder, or its parent folder is missing, not a
-            folder or not writable.
+        ValueError: ``path`` is a file, a non-empty folder (without ``overwrite``, or not
+            ``replaceable``), overlaps an input, or its parent folder is missing, not a folder or
+            not writable.
     """
     path = Path(path)
+    if str(path) in ("", "."):
+        raise ValueError(f"{what}: empty path; give the name of a folder to write")
     if path.exists() and not path.is_dir():
-        raise ValueError(f"{what} {path}: exists and is not a folder")
+        raise ValueError(f"{what} {path}: exists and is not a folder (choose another {what})")
+    check_not_input(path, inputs, what, folder=True)
+    if path.is_dir() and any(path.iterdir()):
+        if replaceable is not None and not replaceable(path):
+            raise ValueError(
+                f"{what} {path}: exists, is not empty and is not an {kind}; refusing to replace it "
+                f"(choose another {what})"
+            )
+        if not overwrite:
+            raise ValueError(
+                f"{what} {path}: exists and is not empty; pass --overwrite to replace it, or choose another {what}"
+            )
     _check_parent(path, what)
     return path
+
+
+def check_not_input(path: str | Path, inputs: Inputs, what: str = "--output", *, folder: bool = False) -> None:
+    """Refuse an output that is one of the command's inputs or lies inside a folder given as one
+    (and, for an output ``folder``, one that contains an input: replacing it would remove the input).
+
+    Raises:
+        ValueError: naming the output, the input flag and its path.
+    """
+    out = Path(path).absolute().resolve()
+    pairs = inputs.items() if isinstance(inputs, Mapping) else inputs
+    for flag, given in pairs:
+        if given is None or not Path(given).exists():
+            continue
+        src = Path(given).absolute().resolve()
+        if out == src:
+            raise ValueError(f"{what} {path}: is the input {flag} {given}; write the output elsewhere")
+        if src.is_dir() and out.is_relative_to(src):
+            raise ValueError(f"{what} {path}: is inside the input {flag} {given}; write the output elsewhere")
+        if folder and src.is_relative_to(out):
+            raise ValueError(
+                f"{what} {path}: holds the input {flag} {given}, which replacing it would remove; "
+                "write the output elsewhere"
+            )
 
 
 def _check_parent(path: Path, what: str) -> None:
@@ -69,50 +150,113 @@ def _check_parent(path: Path, what: str) -> None:
         raise ValueError(f"{what} {path}: no such folder {parent} (create it first)")
     if not parent.is_dir():
         raise ValueError(f"{what} {path}: {parent} is not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
+    if not os.access(parent, os.W_OK | os.X_OK) or not _can_create_in(parent):
         raise ValueError(f"{what} {path}: the folder {parent} is not writable")
 
 
+def _can_create_in(folder: Path) -> bool:
+    """Whether a file can really be created in ``folder`` (``os.access`` misses read-only mounts)."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".sgpt-write-check-", dir=folder)
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(tmp)
+    return True
+
+
+def check_free_space(folder: str | Path, needed_bytes: int, what: str) -> None:
+    """Refuse to start work whose writes would not fit on the disk of ``folder``.
+
+    Args:
+        folder: where the work writes (it, or its nearest existing parent, is measured).
+        needed_bytes: the expected size of the largest write (e.g. a checkpoint), in bytes.
+        what: what the message calls that write.
+
+    Raises:
+        ValueError: fewer than ``needed_bytes`` bytes are free there (both sizes named, in MB).
+    """
+    place = Path(folder).absolute()
+    while not place.exists():
+        place = place.parent
+    free = shutil.disk_usage(place).free
+    if free < needed_bytes:
+        raise ValueError(
+            f"{folder}: {what} needs about {needed_bytes / 1e6:.0f} MB but only {free / 1e6:.0f} MB are free "
+            f"on that disk; free some space or choose another --output"
+        )
+
+
 @contextlib.contextmanager
-def atomic_dir(path: str | Path, keep: Sequence[str] = ()) -> Iterator[Path]:
+def atomic_dir(path: str | Path, keep: Sequence[str] = (), *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder next to ``path``; on success it replaces ``path`` by renames.
 
     The old folder (if any) is moved aside first and deleted only after the new one is in
     place, so at every instant either the old or the new complete folder exists under a
     known name. On an exception the temporary folder is removed and ``path`` is untouched.
     Entries of the old folder named in ``keep`` (e.g. training logs) that the new folder does
-    not write are moved over into it.
+    not write are moved over into it. Any other entry of the old folder that the new one does
+    not write would be lost: without ``overwrite`` that is refused (nothing is changed).
+
+    Raises:
+        ValueError: ``path`` is empty or ``"."``, an existing file, or (without ``overwrite``) a
+            folder holding entries the new folder does not write (up to five named); raised
+            before anything is replaced, with the temporary folder removed.
     """
     path = Path(path)
+    if str(path) in ("", "."):
+        raise ValueError("save: empty path; give the name of a folder to write")
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path}: exists and is not a folder; refusing to replace it (choose another folder)")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
         os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes it 0o700
         yield tmp
         _open_up(tmp)
+        if not overwrite:
+            _refuse_losing(path, tmp, keep)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = None
-    if path.exists():
-        old = path.parent / f".{path.name}.old-{os.getpid()}"
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(path, old)
-        for name in keep:  # carried over from the set-aside copy, so a failure below can restore it whole
-            if (old / name).exists() and not (tmp / name).exists():
-                os.replace(old / name, tmp / name)
+    _swap_in(path, tmp, keep)
+
+
+def _swap_in(path: Path, tmp: Path, keep: Sequence[str]) -> None:
+    """Replace folder ``path`` (if any) by ``tmp``, carrying ``keep`` over; on a failure the old
+    folder is put back as it was and ``tmp`` removed."""
+    old = path.parent / f".{path.name}.old-{os.getpid()}"
+    replacing = path.exists()
     try:
+        if replacing:
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+            for name in keep:  # carried over from the set-aside copy, so a failure below can restore it whole
+                if (old / name).exists() and not (tmp / name).exists():
+                    os.replace(old / name, tmp / name)
         os.replace(tmp, path)
     except BaseException:
-        if old is not None:
+        if replacing and old.exists():  # put the old folder back as it was
             for name in keep:
                 if (tmp / name).exists() and not (old / name).exists():
                     os.replace(tmp / name, old / name)
-            os.replace(old, path)
+            if not path.exists():
+                os.replace(old, path)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if old is not None:
+    if replacing:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _refuse_losing(path: Path, new: Path, keep: Sequence[str]) -> None:
+    """Raise when replacing folder ``path`` by ``new`` would delete entries (other than ``keep``)."""
+    lost = sorted(set(os.listdir(path)) - set(os.listdir(new)) - set(keep)) if path.is_dir() else []
+    if lost:
+        more = f" and {len(lost) - 5} more" if len(lost) > 5 else ""
+        raise ValueError(
+            f"{path}: holds {', '.join(lost[:5])}{more}, which writing this folder would delete; "
+            "refusing (choose an empty or new folder)"
+        )
 
 
 def _open_up(folder: Path) -> None:
@@ -161,8 +305,28 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    """Atomically write ``obj`` as indented JSON."""
-    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+    """Atomically write ``obj`` as indented, strict JSON: a NaN or infinite number (an undefined
+    correlation, a loss that never was) is written as ``null``, and each one is logged with its
+    key, so strict parsers read every file sgpt writes."""
+    undefined: list[str] = []
+    clean = finite_json(obj, undefined)
+    for key in undefined:
+        logger.warning("%s: %s is undefined (NaN or infinite); written as null", path, key)
+    atomic_write_text(path, json.dumps(clean, indent=2, allow_nan=False) + "\n")
+
+
+def finite_json(obj: Any, undefined: list[str] | None = None, where: str = "") -> Any:
+    """``obj`` with every non-finite float replaced by ``None`` (tuples become lists); the key path
+    of each replaced value (``a.b[2]``) is appended to ``undefined``."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        if undefined is not None:
+            undefined.append(where or "the value")
+        return None
+    if isinstance(obj, dict):
+        return {k: finite_json(v, undefined, f"{where}.{k}" if where else str(k)) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v, undefined, f"{where}[{i}]") for i, v in enumerate(obj)]
+    return obj
 
 
 def read_json(path: str | Path) -> Any:
