@@ -136,6 +136,7 @@ def test_mine_negatives_bm25_skips_positives(tmp_path, capsys):
                 "5",
                 "--num-negatives",
                 "1",
+                "--overwrite",  # the file exists: replaced only when asked
             ]
         )
         == 0

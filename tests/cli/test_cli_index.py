@@ -227,7 +227,7 @@ def test_output_paths_are_checked_before_any_work(index_dir, minilm_path, tmp_pa
     taken = tmp_path / "taken"
     taken.write_text("mine")
     assert main(["index", "build", str(corpus), "--model", "m", "--out", str(taken)]) == 2
-    assert _error(capsys) == f"sgpt: error: --output {taken}: exists and is not a folder"
+    assert _error(capsys) == f"sgpt: error: --output {taken}: exists and is not a folder (choose another --output)"
     assert taken.read_text() == "mine"
     nowhere = tmp_path / "missing" / "idx"
     assert main(["index", "build", str(corpus), "--model", "m", "--out", str(nowhere)]) == 2

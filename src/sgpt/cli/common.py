@@ -9,11 +9,15 @@ dataclass, so the two can never disagree.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from sgpt.model.pooling import POOLING_MODES
 from sgpt.model.spec import SPECIAL_TOKEN_CHOICES, ModelSpec
+from sgpt.utils.io import Inputs
 from sgpt.utils.precision import PRECISION_METAVAR, canonical_precision
 
 # ModelSpec fields that add_model_args provides (asym is a training-only flag)
@@ -69,10 +73,52 @@ def _int_at_least(text: str, low: int) -> int:
 
 
 def add_output_arg(p: argparse.ArgumentParser, help: str, *, required: bool = True) -> None:
-    """``--output PATH`` (``--out`` is accepted as a hidden alias, the spelling of earlier versions)."""
+    """``--output PATH`` (``--out`` is accepted as a hidden alias, the spelling of earlier versions)
+    and ``--overwrite`` (without it, an existing output is never replaced)."""
     group = p.add_mutually_exclusive_group(required=required)
     group.add_argument("--output", help=help)
     group.add_argument("--out", dest="output", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        default=None,
+        help="replace an existing --output (default: refuse; inputs are never overwritten)",
+    )
+
+
+@contextlib.contextmanager
+def writing_output(
+    args: argparse.Namespace,
+    *,
+    folder: bool = False,
+    inputs: Inputs = (),
+    replaceable: Callable[[Path], bool] | None = None,
+    kind: str = "sgpt output",
+) -> Iterator[Path | None]:
+    """Check ``args.output`` before any work (writable parent, not an input, not an existing
+    output unless ``--overwrite``; see :func:`sgpt.utils.io.check_output_file` /
+    :func:`~sgpt.utils.io.check_output_dir`) and hold its lock (:func:`sgpt.utils.lock.output_lock`:
+    a second command writing it stops at once) for the ``with`` block. Yields ``None`` when no
+    ``--output`` was given.
+
+    Raises:
+        ValueError: an unusable output (the flag and path named), or another process writes it.
+    """
+    from sgpt.utils.io import check_output_dir, check_output_file
+    from sgpt.utils.lock import output_lock
+
+    if args.output is None:
+        yield None
+        return
+    overwrite = bool(getattr(args, "overwrite", False))
+    if folder:
+        check_output_dir(
+            args.output, "--output", overwrite=overwrite, inputs=inputs, replaceable=replaceable, kind=kind
+        )
+    else:
+        check_output_file(args.output, overwrite=overwrite, inputs=inputs)
+    with output_lock(args.output):
+        yield Path(args.output)
 
 
 def add_k_arg(p: argparse.ArgumentParser, default: int, help: str) -> None:

@@ -40,10 +40,13 @@ def _run_eval_sts(args: argparse.Namespace) -> int:
     from sgpt.data import read_sts, read_sts_subsets
     from sgpt.evaluation.sts import evaluate_sts, evaluate_sts_subsets
     from sgpt.model.loader import load
-    from sgpt.utils.io import check_output_file, write_json
+    from sgpt.utils.io import check_output_file, finite_json, write_json
 
     if args.output:
-        check_output_file(args.output, "--output")  # before scoring, not after
+        # before scoring, not after
+        check_output_file(
+            args.output, overwrite=bool(args.overwrite), inputs={"--data": args.data, "model": args.model}
+        )
     subsets = read_sts_subsets(args.data, split=args.split) if args.per_subset else None
     data = None if subsets else read_sts(args.data, split=args.split)
     model = load(args.model, model_spec(args))
@@ -55,7 +58,7 @@ def _run_eval_sts(args: argparse.Namespace) -> int:
             model, data.sentences1, data.sentences2, data.scores, batch_size=args.batch_size, show_progress=True
         )
     result = {"model": str(args.model), "data": str(args.data), "split": args.split, **scores}
-    print(json.dumps(result, indent=2))
+    print(json.dumps(finite_json(result), indent=2))
     if args.output:
         write_json(args.output, result)
     return 0
@@ -100,10 +103,11 @@ def _run_eval_beir(args: argparse.Namespace) -> int:
     from sgpt.data import RetrievalData, load_beir
     from sgpt.evaluation.beir import average_over_datasets, evaluate_retrieval
     from sgpt.model.loader import load
-    from sgpt.utils.io import check_output_file, write_json
+    from sgpt.utils.io import check_output_file, finite_json, write_json
 
     if args.output:
-        check_output_file(args.output, "--output")
+        inputs = [("--data", d) for d in args.data] + [("model", args.model)]
+        check_output_file(args.output, overwrite=bool(args.overwrite), inputs=inputs)
     if args.model == BM25:
         refuse_model_flags(args, "bm25 is the BM25 baseline")
     names = _dataset_names(args.data)
@@ -140,7 +144,7 @@ def _run_eval_beir(args: argparse.Namespace) -> int:
         averages = average_over_datasets(per_dataset)
         top = {key: value for key, value in averages["average"].items() if "@" in key}
         result = {"model": str(args.model), "split": args.split, **top, "datasets": per_dataset, **averages}
-    print(json.dumps(result, indent=2))
+    print(json.dumps(finite_json(result), indent=2))
     if args.output:
         write_json(args.output, result)
     return 0

@@ -17,6 +17,7 @@ from sgpt.cli.common import (
     model_spec,
     positive_int,
     with_default,
+    writing_output,
 )
 
 if TYPE_CHECKING:
@@ -70,19 +71,22 @@ def add_index(sub) -> None:
 
 
 def _run_index_build(args: argparse.Namespace) -> int:
-    from sgpt.search.build import build_index
+    from sgpt.search.build import build_index, is_index
     from sgpt.search.settings import IndexSettings
-    from sgpt.utils.io import check_output_dir
 
     args.interrupt_hint = (
         "rerun without --no-resume to resume from the finished shards"
         if args.no_resume
         else f"the finished shards are kept in {args.output}.partial; rerun the same command to resume from them"
     )
-    check_output_dir(args.output, "--output")
     fields = ("index_type", "nlist", "nprobe", "m", "ef_construction", "ef_search", "shard_size", "batch_size")
     settings = IndexSettings(**given(args, (*fields, "precision")), resume=not args.no_resume)
-    out = build_index(args.corpus, args.model, args.output, settings, spec=model_spec(args), show_progress=True)
+    inputs = {"corpus": args.corpus, "model": args.model}
+    with writing_output(args, folder=True, inputs=inputs, replaceable=is_index, kind="sgpt index"):
+        out = build_index(
+            args.corpus, args.model, args.output, settings, spec=model_spec(args), show_progress=True,
+            overwrite=bool(args.overwrite),
+        )  # fmt: skip
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     print(f"indexed {manifest['n_docs']} documents (d={manifest['dim']}, {manifest['index']['type']}) in {out}")
     return 0

@@ -12,6 +12,7 @@ from sgpt.cli.common import (
     model_spec,
     nonnegative_int,
     refuse_model_flags,
+    writing_output,
 )
 
 BM25 = "bm25"
@@ -28,7 +29,9 @@ def add_mine_negatives(sub) -> None:
     p = sub.add_parser("mine-negatives", help="mine hard negatives for a BEIR training split (BM25 or a model)")
     p.add_argument("--data", required=True, help="BEIR folder (corpus.jsonl[.gz], queries.jsonl[.gz], qrels/)")
     p.add_argument("--split", default="train", help="qrels split whose queries get negatives (default: train)")
-    add_output_arg(p, 'jsonl to write (its folder must exist): {"query_id", "pos": [ids], "neg": [ids]}')
+    add_output_arg(
+        p, 'jsonl to write (its folder must exist; not inside --data): {"query_id", "pos": [ids], "neg": [ids]}'
+    )
     p.add_argument(
         "--method",
         choices=[BM25, "model"],
@@ -55,7 +58,6 @@ def add_mine_negatives(sub) -> None:
 def _run_mine_negatives(args: argparse.Namespace) -> int:
     from sgpt.data import load_beir
     from sgpt.search.mining import mine_negatives, write_negatives
-    from sgpt.utils.io import check_output_file
 
     if args.method == "model" and args.model is None:
         raise ValueError("--method model needs --model")
@@ -63,20 +65,20 @@ def _run_mine_negatives(args: argparse.Namespace) -> int:
         raise ValueError("--model is only used with --method model (got --method bm25)")
     if args.method == BM25:
         refuse_model_flags(args, "--method model; got --method bm25")
-    check_output_file(args.output, "--output")
-    data = load_beir(args.data, args.split, skip_bad_rows=args.skip_bad_rows)
-    retriever = _load_model(args) if args.method == "model" else bm25_retriever(data.corpus, args.verbose)
-    rows = mine_negatives(
-        data,
-        retriever,
-        k=args.k,
-        num_negatives=args.num_negatives,
-        batch_size=args.batch_size,
-        score=args.score,
-        show_progress=True,
-        precision=args.precision,
-    )
-    out = write_negatives(args.output, rows)
+    with writing_output(args, inputs={"--data": args.data, "--model": args.model}):
+        data = load_beir(args.data, args.split, skip_bad_rows=args.skip_bad_rows)
+        retriever = _load_model(args) if args.method == "model" else bm25_retriever(data.corpus, args.verbose)
+        rows = mine_negatives(
+            data,
+            retriever,
+            k=args.k,
+            num_negatives=args.num_negatives,
+            batch_size=args.batch_size,
+            score=args.score,
+            show_progress=True,
+            precision=args.precision,
+        )
+        out = write_negatives(args.output, rows)
     n_neg = sum(len(r["neg"]) for r in rows)
     empty = sum(1 for r in rows if not r["neg"])
     print(f"mined {n_neg} negatives for {len(rows)} queries ({empty} with none) with {args.method} into {out}")

@@ -43,6 +43,7 @@ TRAIN_FLAGS = (
     "max_memory",
     "data_parallel",
     "resume",
+    "overwrite",
 )
 
 
@@ -255,6 +256,10 @@ def train_config(args: argparse.Namespace, defaults: dict[str, Any], **extra: An
         ValueError: an invalid setting (every one named).
     """
     values: dict[str, Any] = {**defaults, **given(args, TRAIN_FLAGS), **extra}
+    if not args.gradcache:  # flags that cannot apply are refused, not ignored
+        for flag, value in (("--chunksize", args.chunksize), ("--max-memory", args.max_memory)):
+            if value is not None:
+                raise ValueError(f"{flag} applies only with --gradcache (chunks of a GradCache batch)")
     if args.chunksize is not None:
         values["chunk_size"] = args.chunksize
     if args.log_with:

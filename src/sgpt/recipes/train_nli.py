@@ -14,7 +14,7 @@ from sgpt.evaluation.sts import evaluate_sts
 from sgpt.model.biencoder import BiEncoder
 from sgpt.model.loader import load
 from sgpt.model.spec import ModelSpec
-from sgpt.recipes.common import model_to_train
+from sgpt.recipes.common import claims_output, model_to_train
 from sgpt.recipes.tasks import NLITask
 from sgpt.train.config import TrainConfig
 from sgpt.train.distributed import is_main_process
@@ -60,6 +60,7 @@ def sts_evaluator(path: str | Path, split: str, batch_size: int, *, show_progres
     return run
 
 
+@claims_output
 def train_nli(model_name: str, task: NLITask, cfg: TrainConfig, spec: ModelSpec | None = None) -> dict:
     """Train a bi-encoder on NLI triplets with MNRL and score it on STS (SGPT's NLI script, SPEC 2.1).
 

@@ -18,7 +18,7 @@ from sgpt.evaluation.beir import evaluate_retrieval
 from sgpt.model.biencoder import BiEncoder
 from sgpt.model.loader import load
 from sgpt.model.spec import ModelSpec
-from sgpt.recipes.common import model_to_train
+from sgpt.recipes.common import claims_output, model_to_train
 from sgpt.recipes.tasks import RetrievalTask
 from sgpt.train.config import TrainConfig
 from sgpt.train.distributed import is_main_process
@@ -124,6 +124,7 @@ def beir_evaluator(
 MINED_NEGATIVES = "negatives"  # <output>/negatives/<folder>-bm25.jsonl, kept with the model
 
 
+@claims_output
 def train_retrieval(model_name: str, task: RetrievalTask, cfg: TrainConfig, spec: ModelSpec | None = None) -> dict:
     """Train a bi-encoder for asymmetric search with MNRL over in-batch and hard negatives (SPEC 2.2).
 

@@ -98,6 +98,7 @@ def build_index(
     *,
     spec: ModelSpec | None = None,
     show_progress: bool = False,
+    overwrite: bool = False,
     **fields: Any,
 ) -> Path:
     """Embed a BEIR corpus and write a searchable index folder (layout: :mod:`sgpt.search.index`).
@@ -132,7 +133,7 @@ def build_index(
     settings = settings if settings is not None else IndexSettings(**fields)
     spec = spec or ModelSpec()
     corpus_path, out_dir = Path(corpus_path), Path(out_dir)
-    check_index_output(out_dir)
+    check_index_output(out_dir, overwrite)
     ids, texts = _read_documents(corpus_path)
     params = settings.faiss_params(len(ids))  # bad index parameters are refused before the model loads
     model, given_name = resolve_model(model, spec)
@@ -193,21 +194,30 @@ def _shard_key(manifest: dict) -> dict:
     }
 
 
-def check_index_output(out_dir: Path) -> None:
-    """Refuse an ``out_dir`` that is a file or a non-empty folder other than an sgpt index; say
-    when an existing index will be replaced.
+def check_index_output(out_dir: Path, overwrite: bool = False) -> None:
+    """Refuse an ``out_dir`` that is a file, a non-empty folder other than an sgpt index, or (without
+    ``overwrite``) an existing index; say when an existing index will be replaced.
 
     Raises:
         ValueError: naming the folder.
     """
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"{out_dir}: exists and is not a folder (choose another --output)")
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file():
+    if out_dir.exists() and any(out_dir.iterdir()) and not is_index(out_dir):
         raise ValueError(
             f"{out_dir}: exists and is not an sgpt index; refusing to replace it (choose another --output)"
         )
-    if (out_dir / MANIFEST).is_file():
+    if is_index(out_dir) and not overwrite:
+        raise ValueError(
+            f"{out_dir}: holds an index; pass --overwrite to rebuild and replace it, or choose another --output"
+        )
+    if is_index(out_dir):
         logger.warning("%s holds an index; it is rebuilt and replaced once the new one is complete", out_dir)
+
+
+def is_index(folder: Path) -> bool:
+    """Whether ``folder`` holds an sgpt index (its manifest)."""
+    return (Path(folder) / MANIFEST).is_file()
 
 
 def _embed_shards(
@@ -248,7 +258,7 @@ def _write_index(out_dir: Path, index: faiss.Index, ids: Sequence[str], texts: S
     """The index folder, atomically: ``index.faiss``, ``docs.jsonl`` + offsets, then ``manifest.json``."""
     import faiss
 
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, overwrite=True) as tmp:  # check_index_output allowed replacing it
         faiss.write_index(index, str(tmp / INDEX_FILE))
         _write_docs(tmp, ids, texts)
         write_json(tmp / MANIFEST, manifest)

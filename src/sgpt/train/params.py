@@ -48,6 +48,8 @@ def apply_freezing(
                 "Alternatives: full fine-tuning (drop --freezenonbias), --freeze with extra dense layers, "
                 "or LoRA via peft."
             )
+    if freeze and freezenonbias:
+        logger.info("--freeze with --freezenonbias is BitFit: the bias tensors train (SGPT's semantics, SPEC 1.6)")
     if freeze or freezenonbias:
         for tower in towers:
             embeddings = tower.get_input_embeddings() if unfreeze_wte else None
