@@ -29,8 +29,10 @@ second thread spins against other processes (0.4 s instead of 4 ms per encode).
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import itertools
+import json
 import os
 from pathlib import Path
 
@@ -232,3 +234,27 @@ def texts() -> list[str]:
         "x",
         "the river sees some bright stars again and again.",
     ]
+
+
+# ---- a toy BEIR folder (5 documents, 4 queries; qrels of one split) ----
+DOCS = [
+    ("d1", "Cats", "Cats sleep most of the day."),
+    ("d2", "Dogs", "Dogs bark at the postman."),
+    ("d3", "", "Rain floods the old town."),
+    ("d4", "Python", "Python programs run in an interpreter."),
+    ("d5", "Kittens", "Young cats play with wool."),
+]
+QUERIES = [("q1", "why do cats sleep"), ("q2", "barking dog"), ("q3", "flooding rain"), ("q4", "python")]
+
+
+def toy_beir(
+    root: Path,
+    qrels: str = "query-id\tcorpus-id\tscore\nq1\td1\t2\nq1\td5\t1\nq2\td2\t1\nq3\td3\t1\n",
+    split: str = "test",
+) -> Path:
+    (root / "qrels").mkdir(parents=True)
+    corpus = "".join(json.dumps({"_id": i, "title": t, "text": x}) + "\n" for i, t, x in DOCS)
+    (root / "corpus.jsonl.gz").write_bytes(gzip.compress(corpus.encode()))
+    (root / "queries.jsonl").write_text("".join(json.dumps({"_id": i, "text": t}) + "\n" for i, t in QUERIES))
+    (root / "qrels" / f"{split}.tsv").write_text(qrels)
+    return root

@@ -3,42 +3,19 @@ and one clear line for every bad input."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import os
 from pathlib import Path
 
 import pytest
-from conftest import need_data
+from conftest import need_data, toy_beir
 
 import sgpt
 from sgpt.cli import main
 from sgpt.data import load_beir
 from sgpt.evaluation.beir import evaluate_retrieval
 from sgpt.search.bm25 import BM25Retriever
-
-DOCS = [
-    ("d1", "Cats", "Cats sleep most of the day."),
-    ("d2", "Dogs", "Dogs bark at the postman."),
-    ("d3", "", "Rain floods the old town."),
-    ("d4", "Python", "Python programs run in an interpreter."),
-    ("d5", "Kittens", "Young cats play with wool."),
-]
-QUERIES = [("q1", "why do cats sleep"), ("q2", "barking dog"), ("q3", "flooding rain"), ("q4", "python")]
-
-
-def toy_beir(
-    root: Path,
-    qrels: str = "query-id\tcorpus-id\tscore\nq1\td1\t2\nq1\td5\t1\nq2\td2\t1\nq3\td3\t1\n",
-    split: str = "test",
-) -> Path:
-    (root / "qrels").mkdir(parents=True)
-    corpus = "".join(json.dumps({"_id": i, "title": t, "text": x}) + "\n" for i, t, x in DOCS)
-    (root / "corpus.jsonl.gz").write_bytes(gzip.compress(corpus.encode()))
-    (root / "queries.jsonl").write_text("".join(json.dumps({"_id": i, "text": t}) + "\n" for i, t in QUERIES))
-    (root / "qrels" / f"{split}.tsv").write_text(qrels)
-    return root
 
 
 def test_eval_beir_bm25_writes_the_library_metrics(tmp_path, capsys):

@@ -154,9 +154,6 @@ def add_train_retrieval(sub) -> None:
         action="store_false",
         help="do not save OUTPUT/checkpoints/checkpoint-STEP at the end of every epoch (saved by default)",
     )
-    p.add_argument(
-        "--resume", action="store_true", default=None, help="continue from the newest checkpoint in --output"
-    )
     add_training_args(p, defaults={"batch_size": DEFAULT_BATCH_SIZE})
     p.set_defaults(func=_run_train_retrieval)
 
@@ -170,6 +167,12 @@ def add_training_args(p: argparse.ArgumentParser, *, defaults: dict[str, Any]) -
         p.add_argument(f"--{name.replace('_', '-')}", default=None, help=with_default(text, value), **kwargs)
 
     add_output_arg(p, "folder for the trained model and logs")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        default=None,
+        help="continue the run in --output from its newest intact checkpoint (a finished run is left as it is)",
+    )
     p.add_argument("--max-steps", type=positive_int, default=None, help="optimizer steps (default: --epochs epochs)")
     flag("epochs", "passes over the training data", type=positive_int)
     flag("batch_size", "examples per optimizer step and process (in-batch negatives)", type=positive_int)

@@ -87,7 +87,9 @@ def respecting_permissions(cmd: list[str]) -> list[str]:
 def small_disk(folder: Path, size: str = "2m") -> Iterator[Path]:
     """A tmpfs of ``size`` mounted on ``folder`` (a real full disk); skips where mounting is not allowed."""
     folder.mkdir(parents=True, exist_ok=True)
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True).returncode:
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True
+    ).returncode:
         pytest.skip("cannot mount a size-limited tmpfs here")
     try:
         yield folder
