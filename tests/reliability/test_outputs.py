@@ -125,9 +125,8 @@ def test_mining_into_its_own_data_is_refused(tmp_path, capsys):
     folder = toy_beir(tmp_path / "toy", split="train")
     before = tree_digest(tmp_path)
     assert main(["mine-negatives", "--data", str(folder), "--output", str(folder / "queries.jsonl")]) == 2
-    assert _error(capsys) == (
-        f"sgpt: error: --output {folder / 'queries.jsonl'}: is inside the input --data {folder}; write the output elsewhere"
-    )
+    inside = f"is inside the input --data {folder}; write the output elsewhere"
+    assert _error(capsys) == f"sgpt: error: --output {folder / 'queries.jsonl'}: {inside}"
     assert tree_digest(tmp_path) == before
 
 

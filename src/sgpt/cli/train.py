@@ -148,12 +148,6 @@ def add_train_retrieval(sub) -> None:
         "nDCG@10 (never select on test data); default: keep the last model",
     )
     p.add_argument("--dev-split", help=with_default("qrels split of --dev-data", task_default("dev_split")))
-    p.add_argument(
-        "--no-checkpoints",
-        dest="checkpoints",
-        action="store_false",
-        help="do not save OUTPUT/checkpoints/checkpoint-STEP at the end of every epoch (saved by default)",
-    )
     add_training_args(p, defaults={"batch_size": DEFAULT_BATCH_SIZE})
     p.set_defaults(func=_run_train_retrieval)
 
@@ -172,6 +166,12 @@ def add_training_args(p: argparse.ArgumentParser, *, defaults: dict[str, Any]) -
         action="store_true",
         default=None,
         help="continue the run in --output from its newest intact checkpoint (a finished run is left as it is)",
+    )
+    p.add_argument(
+        "--no-checkpoints",
+        dest="checkpoints",
+        action="store_false",
+        help="do not save OUTPUT/checkpoints/checkpoint-STEP at the end of every epoch (saved by default)",
     )
     p.add_argument("--max-steps", type=positive_int, default=None, help="optimizer steps (default: --epochs epochs)")
     flag("epochs", "passes over the training data", type=positive_int)
@@ -274,7 +274,7 @@ def _run_train_nli(args: argparse.Namespace) -> int:
     from sgpt.recipes.tasks import NLITask
     from sgpt.recipes.train_nli import train_nli
 
-    cfg = train_config(args, {})
+    cfg = train_config(args, {}, checkpoint_every_epoch=args.checkpoints)
     task = NLITask(
         train_data=tuple(args.train_data),
         **given(args, ("dev_data", "test_data", "eval_before", "skip_bad_rows")),
