@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from sgpt.cli.common import add_model_args, add_output_arg, add_precision_arg, model_spec
+from sgpt.cli.common import add_model_args, add_output_arg, add_precision_arg, model_spec, writing_output
 
 
 def add_encode(sub) -> None:
@@ -61,19 +61,20 @@ def _run_encode(args: argparse.Namespace) -> int:
     from sgpt.model.loader import load
     from sgpt.utils.io import atomic_file
 
-    texts = args.text or read_texts(args.input, args.field)
-    model = load(args.model, model_spec(args))
-    emb = model.encode(
-        texts,
-        batch_size=args.batch_size,
-        normalize=args.normalize,
-        show_progress=True,
-        precision=args.precision,
-        role=args.role,
-    )
-    out = Path(args.output)
-    with atomic_file(out, "wb") as f:  # a crash never leaves a half-written .npy
-        np.save(f, emb)
+    with writing_output(args, inputs={"--input": args.input, "model": args.model}) as out:
+        assert out is not None  # --output is required
+        texts = args.text or read_texts(args.input, args.field)
+        model = load(args.model, model_spec(args))
+        emb = model.encode(
+            texts,
+            batch_size=args.batch_size,
+            normalize=args.normalize,
+            show_progress=True,
+            precision=args.precision,
+            role=args.role,
+        )
+        with atomic_file(out, "wb") as f:  # a crash never leaves a half-written .npy
+            np.save(f, emb)
     print(f"wrote {emb.shape[0]} x {emb.shape[1]} float32 to {out}")
     return 0
 
@@ -81,13 +82,21 @@ def _run_encode(args: argparse.Namespace) -> int:
 def add_convert_gguf(sub) -> None:
     p = sub.add_parser("convert-gguf", help="write a .gguf checkpoint as a plain safetensors folder")
     p.add_argument("file", help=".gguf file")
-    p.add_argument("output", help="folder to write")
+    p.add_argument("output", help="folder to write (its parent must exist)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model folder (default: refuse)")
     p.set_defaults(func=_run_convert_gguf)
+
+
+def _is_model_folder(folder: Path) -> bool:
+    return (folder / "config.json").is_file()
 
 
 def _run_convert_gguf(args: argparse.Namespace) -> int:
     from sgpt.model.backbone import convert_gguf
 
-    convert_gguf(args.file, args.output)
+    with writing_output(
+        args, folder=True, inputs={"file": args.file}, replaceable=_is_model_folder, kind="model folder"
+    ):
+        convert_gguf(args.file, args.output, overwrite=bool(args.overwrite))
     print(f"wrote {args.output}")
     return 0

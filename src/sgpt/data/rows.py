@@ -167,12 +167,13 @@ def check_utf8(text: str, path: str | Path, line: int | None, field: str | None 
     """Return ``text`` unchanged, or raise if it holds bytes that were not valid UTF-8.
 
     Raises:
-        DataFormatError: Naming the first bad byte and its 1-based column.
+        DataFormatError: ``FILE:LINE: not valid UTF-8 (byte 0xe9 at column 4)``: the first bad byte
+            and its 1-based column (in characters).
     """
     bad = _SURROGATE.search(text)
     if bad is not None:
         byte = ord(bad.group()) - 0xDC00
-        raise DataFormatError(path, line, field, f"invalid UTF-8 byte 0x{byte:02x} at column {bad.start() + 1}")
+        raise DataFormatError(path, line, field, f"not valid UTF-8 (byte 0x{byte:02x} at column {bad.start() + 1})")
     return text
 
 
@@ -232,15 +233,59 @@ def parse_json_object(line: str, path: Path, lineno: int) -> dict:
     """One jsonl line as a dict.
 
     Raises:
-        DataFormatError: non-UTF-8 bytes, invalid JSON, or a value that is not an object.
+        DataFormatError: non-UTF-8 bytes, invalid JSON, or a value that is not an object (a line
+            that starts with ``[`` is reported as a JSON array file given where JSON Lines are read).
     """
     try:
         obj = json.loads(check_utf8(line, path, lineno))
     except json.JSONDecodeError as err:
+        if line.lstrip().startswith("["):
+            raise DataFormatError(path, lineno, None, _JSON_ARRAY) from None
         raise DataFormatError(path, lineno, None, f"invalid JSON ({json_error_text(err)})") from None
+    if isinstance(obj, list):
+        raise DataFormatError(path, lineno, None, _JSON_ARRAY)
     if not isinstance(obj, dict):
         raise DataFormatError(path, lineno, None, f"expected a JSON object, got {type(obj).__name__}")
     return obj
+
+
+_JSON_ARRAY = (
+    "this is a JSON array, not JSON Lines: give one JSON object per line "
+    "(convert it with: jq -c '.[]' FILE > FILE.jsonl)"
+)
+
+
+def is_jsonl(path: Path) -> bool:
+    """Whether ``path`` names a JSON Lines file: ``.jsonl`` or ``.json``, optionally ``.gz``."""
+    return path.name.removesuffix(".gz").endswith((".jsonl", ".json"))
+
+
+def read_texts(path: str | Path, field: str = "text") -> list[str]:
+    """Texts to embed: every line of a text file, or ``field`` of every object of a JSON Lines file.
+
+    A file is read as JSON Lines when :func:`is_jsonl` says so (``.jsonl``, ``.json``, either
+    ``.gz``), else as text, one text per line (blank lines included, so row ``i`` of the output is
+    line ``i + 1``). Both go through :func:`iter_lines`: gzip read transparently, a leading BOM
+    removed, ``\\r\\n`` line ends accepted. Texts are returned as written (not stripped).
+
+    Raises:
+        FileNotFoundError: no such file.
+        DataFormatError: ``FILE:LINE: ...`` for bytes that are not UTF-8, invalid JSON, a JSON
+            array file, a missing or non-string field, corrupt gzip, or an empty JSON Lines file.
+    """
+    path = Path(path)
+    if not is_jsonl(path):
+        return [check_utf8(line, path, lineno) for lineno, line in iter_lines(path)]
+    texts = []
+    for lineno, obj in json_rows(path, BadRows(path, skip=False)):
+        if field not in obj:
+            found = ", ".join(repr(k) for k in obj) or "none"
+            raise DataFormatError(path, lineno, field, f"missing field (fields: {found})")
+        value = obj[field]
+        if not isinstance(value, str):
+            raise DataFormatError(path, lineno, field, f"expected a string, got {type(value).__name__}")
+        texts.append(value)
+    return texts
 
 
 def json_rows(path: Path, bad: BadRows) -> Iterator[tuple[int, dict]]:

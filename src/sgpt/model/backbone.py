@@ -172,25 +172,27 @@ def load_backbone(
     return model, tokenizer
 
 
-def convert_gguf(file: str | Path, out: str | Path) -> Path:
+def convert_gguf(file: str | Path, out: str | Path, *, overwrite: bool = False) -> Path:
     """Write a GGUF checkpoint as a plain safetensors model folder (exact round trip, fast reloads).
 
     Args:
         file: the ``.gguf`` file.
-        out: the folder to write (replaced atomically if it exists).
+        out: the folder to write (replaced atomically if it exists; a folder holding files this
+            conversion does not write is refused unless ``overwrite``).
 
     Returns:
         ``Path(out)``.
 
     Raises:
-        ValueError: ``file`` is not a GGUF file.
+        ValueError: ``file`` is not a GGUF file; ``out`` is a file or (without ``overwrite``) holds
+            files the conversion would delete.
     """
     src = Path(file)
     gguf = find_gguf(src) if src.exists() else None
     if gguf is None:
         raise ValueError(f"{file}: not a .gguf file (or a folder holding exactly one)")
     model, tokenizer = _load_gguf(gguf, torch.float32)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, overwrite=overwrite) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     return Path(out)
