@@ -316,6 +316,7 @@ def test_format_flags_reach_the_model(minilm_path, tmp_path):
                 "query",
                 "--query-prompt",
                 "query: ",
+                "--overwrite",
             ]
         )
         == 0

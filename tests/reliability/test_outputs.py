@@ -190,7 +190,7 @@ def test_a_full_disk_is_found_before_training(tiny_gpt_dir, tmp_path, capsys):
     with small_disk(tmp_path / "disk", "256k") as disk:
         assert main([*_train(tiny_gpt_dir, data, disk / "out")]) == 2
         err = _error(capsys)
-        assert err.startswith(f"sgpt: error: {disk / 'out'}: saving the model needs about ") and "MB are free" in err
+        assert err.startswith(f"sgpt: error: {disk / 'out'}: a checkpoint needs about ") and "MB are free" in err
         assert list(disk.iterdir()) == []
 
 

@@ -87,6 +87,7 @@ def test_manifest_and_files(minilm, flat_dir):
     assert manifest["signature"] == json.loads(json.dumps(minilm.signature()))
     assert manifest["signature"]["pooling"] == "mean" and manifest["sgpt_version"] == sgpt.__version__
     assert sorted(p.name for p in flat_dir.iterdir()) == [
+        "checksums.json",
         "docs.jsonl",
         "docs.offsets.npy",
         "index.faiss",
@@ -165,7 +166,14 @@ def test_crash_then_resume_reencodes_only_the_missing_shards(minilm, corpus, fla
         build_index(corpus, minilm, out, shard_size=5)
     assert not out.exists()  # the index appears complete or not at all
     shards = sorted(p.name for p in (tmp_path / "idx.partial" / "shards").iterdir())
-    assert shards == ["00000.ids.json", "00000.npy", "00001.ids.json", "00001.npy"]
+    assert shards == [
+        "00000.checksums.json",
+        "00000.ids.json",
+        "00000.npy",
+        "00001.checksums.json",
+        "00001.ids.json",
+        "00001.npy",
+    ]
 
     monkeypatch.undo()
     calls.clear()
@@ -273,6 +281,7 @@ def test_bad_input_is_one_clear_error(minilm, tmp_path):
 
 def test_a_damaged_manifest_is_named(flat_dir, tmp_path):
     broken = shutil.copytree(flat_dir, tmp_path / "broken")
+    (broken / "checksums.json").unlink()  # as built before checksums: an edited manifest is read as it is
     manifest = json.loads((broken / "manifest.json").read_text())
     del manifest["signature"]
     (broken / "manifest.json").write_text(json.dumps(manifest))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from sgpt.cli.common import add_model_args, add_output_arg, add_precision_arg, model_spec, writing_output
@@ -14,7 +13,7 @@ def add_encode(sub) -> None:
     p.add_argument("model", help="saved bi-encoder folder, backbone folder, hub id or .gguf file")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--text", action="append", help="a text to embed (repeatable)")
-    src.add_argument("--input", help="a .txt file (one text per line) or .jsonl file (see --field)")
+    src.add_argument("--input", help="a text file (one text per line) or .jsonl file (see --field), optionally .gz")
     p.add_argument("--field", default="text", help="jsonl field holding the text (default: text)")
     add_output_arg(p, ".npy file to write, float32 [n, d]")
     p.add_argument("--normalize", action="store_true", help="L2-normalise the vectors")
@@ -30,29 +29,17 @@ def add_encode(sub) -> None:
 
 
 def read_texts(path: str, field: str) -> list[str]:
-    """Texts of a .txt file (one per line) or a .jsonl file (``field`` of each object).
+    """Texts of a text file (one per line) or a JSON Lines file (``field`` of each object), plain
+    or gzip; read by :func:`sgpt.data.rows.read_texts`, the path every command reads text files by.
 
     Raises:
-        ValueError: invalid JSON or a missing/non-string field, naming file and line.
+        FileNotFoundError: no such file.
+        ValueError: ``FILE:LINE: ...`` for bytes that are not UTF-8, invalid JSON, a JSON array
+            file, a missing or non-string field, or corrupt gzip.
     """
-    texts = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not path.endswith(".jsonl"):
-                texts.append(line.rstrip("\n"))
-                continue
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)[field]
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: invalid JSON ({e.msg})") from e
-            except (KeyError, TypeError) as e:
-                raise ValueError(f"{path}:{lineno}: field {field!r} missing") from e
-            if not isinstance(value, str):
-                raise ValueError(f"{path}:{lineno}: field {field!r} is not a string")
-            texts.append(value)
-    return texts
+    from sgpt.data.rows import read_texts as read_text_file
+
+    return read_text_file(path, field)
 
 
 def _run_encode(args: argparse.Namespace) -> int:

@@ -109,6 +109,13 @@ def add_search(sub) -> None:
     p.add_argument(
         "--ef-search", type=int, default=None, help="hnsw: candidates, >= 1 and best >= -k (default: the index's)"
     )
+    p.add_argument(
+        "--allow-model-change",
+        action="store_true",
+        help="search with a query model whose weights differ from those the index was built with "
+        "(same settings: e.g. the model folder was replaced by a fine-tuned one); refused by default, "
+        "since the rankings change",
+    )
     add_model_args(p)
     p.set_defaults(func=_run_search)
 
@@ -116,14 +123,14 @@ def add_search(sub) -> None:
 def _run_search(args: argparse.Namespace) -> int:
     from sgpt.search.index import Index
 
-    index = Index.load(args.index)
+    index = Index.load(args.index, allow_model_change=args.allow_model_change)
     index.check_search_args(args.k, nprobe=args.nprobe, ef_search=args.ef_search, queries=[args.query])
     spec = model_spec(args)  # the model flags apply to the query model, given or recorded
     model: BiEncoder | None
     if args.model is not None:
         from sgpt.model.loader import load
 
-        model = load(args.model, spec)
+        model = index.check_model(load(args.model, spec), args.model)
     else:
         model = index.recorded_model(spec) if spec.given() else None
     hits = index.search(

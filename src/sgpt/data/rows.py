@@ -233,17 +233,12 @@ def parse_json_object(line: str, path: Path, lineno: int) -> dict:
     """One jsonl line as a dict.
 
     Raises:
-        DataFormatError: non-UTF-8 bytes, invalid JSON, or a value that is not an object (a line
-            that starts with ``[`` is reported as a JSON array file given where JSON Lines are read).
+        DataFormatError: non-UTF-8 bytes, invalid JSON, or a value that is not an object.
     """
     try:
         obj = json.loads(check_utf8(line, path, lineno))
     except json.JSONDecodeError as err:
-        if line.lstrip().startswith("["):
-            raise DataFormatError(path, lineno, None, _JSON_ARRAY) from None
         raise DataFormatError(path, lineno, None, f"invalid JSON ({json_error_text(err)})") from None
-    if isinstance(obj, list):
-        raise DataFormatError(path, lineno, None, _JSON_ARRAY)
     if not isinstance(obj, dict):
         raise DataFormatError(path, lineno, None, f"expected a JSON object, got {type(obj).__name__}")
     return obj
@@ -255,42 +250,36 @@ _JSON_ARRAY = (
 )
 
 
-def is_jsonl(path: Path) -> bool:
-    """Whether ``path`` names a JSON Lines file: ``.jsonl`` or ``.json``, optionally ``.gz``."""
-    return path.name.removesuffix(".gz").endswith((".jsonl", ".json"))
-
-
-def read_texts(path: str | Path, field: str = "text") -> list[str]:
-    """Texts to embed: every line of a text file, or ``field`` of every object of a JSON Lines file.
-
-    A file is read as JSON Lines when :func:`is_jsonl` says so (``.jsonl``, ``.json``, either
-    ``.gz``), else as text, one text per line (blank lines included, so row ``i`` of the output is
-    line ``i + 1``). Both go through :func:`iter_lines`: gzip read transparently, a leading BOM
-    removed, ``\\r\\n`` line ends accepted. Texts are returned as written (not stripped).
+def check_not_json_array(line: str, path: Path, lineno: int) -> None:
+    """Refuse a JSON array file given where JSON Lines are read, from its first non-blank line.
 
     Raises:
-        FileNotFoundError: no such file.
-        DataFormatError: ``FILE:LINE: ...`` for bytes that are not UTF-8, invalid JSON, a JSON
-            array file, a missing or non-string field, corrupt gzip, or an empty JSON Lines file.
+        DataFormatError: the line starts with ``[`` and is a JSON array or not valid JSON on its
+            own (the opening line of a pretty-printed array).
     """
-    path = Path(path)
-    if not is_jsonl(path):
-        return [check_utf8(line, path, lineno) for lineno, line in iter_lines(path)]
-    texts = []
-    for lineno, obj in json_rows(path, BadRows(path, skip=False)):
-        if field not in obj:
-            found = ", ".join(repr(k) for k in obj) or "none"
-            raise DataFormatError(path, lineno, field, f"missing field (fields: {found})")
-        value = obj[field]
-        if not isinstance(value, str):
-            raise DataFormatError(path, lineno, field, f"expected a string, got {type(value).__name__}")
-        texts.append(value)
-    return texts
+    if not line.lstrip().startswith("["):
+        return
+    try:
+        is_array = isinstance(json.loads(line), list)
+    except json.JSONDecodeError:
+        is_array = True
+    if is_array:
+        raise DataFormatError(path, lineno, None, _JSON_ARRAY)
 
 
 def json_rows(path: Path, bad: BadRows) -> Iterator[tuple[int, dict]]:
-    """Non-blank jsonl lines parsed as objects; a bad line goes through ``bad``."""
-    return bad.each(iter_nonblank(path), lambda lineno, line: parse_json_object(line, path, lineno))
+    """Non-blank jsonl lines parsed as objects; a bad line goes through ``bad``.
+
+    A JSON array file (see :func:`check_not_json_array`) is refused at once, even when skipping bad rows.
+    """
+
+    def lines() -> Iterator[tuple[int, str]]:
+        for i, (lineno, line) in enumerate(iter_nonblank(path)):
+            if i == 0:
+                check_not_json_array(line, path, lineno)
+            yield lineno, line
+
+    return bad.each(lines(), lambda lineno, line: parse_json_object(line, path, lineno))
 
 
 def id_string(value: object, path: Path, lineno: int, name: str) -> str:

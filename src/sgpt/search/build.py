@@ -21,9 +21,19 @@ from sgpt.data.beir import read_corpus
 from sgpt.data.documents import document_text
 from sgpt.model.spec import ModelSpec
 from sgpt.search.faiss_params import make_faiss_index
-from sgpt.search.index import DOCS_FILE, FORMAT, FORMAT_VERSION, INDEX_FILE, MANIFEST, OFFSETS_FILE, resolve_model
+from sgpt.search.index import (
+    DOCS_FILE,
+    FORMAT,
+    FORMAT_VERSION,
+    INDEX_FILE,
+    INDEX_FILES,
+    MANIFEST,
+    OFFSETS_FILE,
+    resolve_model,
+)
 from sgpt.search.settings import IndexSettings
 from sgpt.search.shards import ShardStore, corpus_fingerprint, json_normal, weights_fingerprint
+from sgpt.utils.checksums import write_checksums
 from sgpt.utils.io import atomic_dir, write_json
 from sgpt.version import __version__
 
@@ -255,10 +265,12 @@ def _embed_shards(
 
 
 def _write_index(out_dir: Path, index: faiss.Index, ids: Sequence[str], texts: Sequence[str], manifest: dict) -> None:
-    """The index folder, atomically: ``index.faiss``, ``docs.jsonl`` + offsets, then ``manifest.json``."""
+    """The index folder, atomically: ``index.faiss``, ``docs.jsonl`` + offsets, ``manifest.json``,
+    and last ``checksums.json`` (size and sha256 of the four, verified by ``Index.load``)."""
     import faiss
 
     with atomic_dir(out_dir, overwrite=True) as tmp:  # check_index_output allowed replacing it
         faiss.write_index(index, str(tmp / INDEX_FILE))
         _write_docs(tmp, ids, texts)
         write_json(tmp / MANIFEST, manifest)
+        write_checksums(tmp, INDEX_FILES)  # last: covers the manifest and marks the folder complete

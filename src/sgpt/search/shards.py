@@ -6,12 +6,16 @@ While ``sgpt.search.index.build_index`` runs, its work folder (``<index>.partial
                              fingerprint and signature, precision, shard size (written first)
     shards/00000.ids.json    ids of shard 0 (corpus rows 0 .. shard_size-1, in file order)
     shards/00000.npy         float32 ``[n_0, d]`` embeddings of shard 0
+    shards/00000.checksums.json  size and sha256 of ``00000.npy`` (:mod:`sgpt.utils.checksums`),
+                             written after it
 
 Every file goes through a temporary file and ``os.replace``; a shard's ``.npy`` is written after
 its ids, so its presence marks the shard complete and a crash loses at most the shard in
-progress. A rerun reuses the finished shards only when ``build.json`` matches the new build
-exactly; otherwise it refuses, naming what differs, instead of mixing vectors of two corpora or
-two models in one index.
+progress. A rerun verifies a finished shard against its checksums (a damaged or changed ``.npy`` is
+logged, naming it, and embedded again; a shard without checksums, from an older sgpt or a crash
+just after its ``.npy``, is checked by loading it). A rerun reuses the finished shards only when
+``build.json`` matches the new build exactly; otherwise it refuses, naming what differs, instead
+of mixing vectors of two corpora or two models in one index.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from sgpt.utils.checksums import verify_checksums, write_checksums
 from sgpt.utils.diff import differences
 from sgpt.utils.io import atomic_file, read_json, write_json
 
@@ -120,6 +125,10 @@ class ShardStore:
         base = self.folder / "shards" / f"{shard:05d}"
         return base.with_name(base.name + ".ids.json"), base.with_name(base.name + ".npy")
 
+    @staticmethod
+    def _checksums_name(shard: int) -> str:
+        return f"{shard:05d}.checksums.json"
+
     def is_done(self, shard: int, ids: Sequence[str], dim: int) -> bool:
         """True when shard ``shard`` is complete and holds exactly ``ids`` as ``[len(ids), dim]`` float32.
 
@@ -128,6 +137,19 @@ class ShardStore:
         """
         ids_file, npy_file = self._paths(shard)
         if not npy_file.exists():
+            return False
+        sums = self._checksums_name(shard)
+        try:
+            damaged = verify_checksums(npy_file.parent, sums) if (npy_file.parent / sums).is_file() else []
+        except ValueError as e:
+            damaged = [f"{sums} ({e})"]
+        if damaged:
+            logger.warning(
+                "shard %d in %s: %s damaged or changed since it was written; embedding it again",
+                shard,
+                self.folder,
+                ", ".join(str(npy_file.parent / name) for name in damaged),
+            )
             return False
         try:
             stored_ids = read_json(ids_file)
@@ -147,6 +169,7 @@ class ShardStore:
         ids_file, npy_file = self._paths(shard)
         write_json(ids_file, list(ids))
         atomic_save_npy(npy_file, np.ascontiguousarray(emb, dtype=np.float32))
+        write_checksums(npy_file.parent, [npy_file.name], self._checksums_name(shard))
 
     def load(self, shard: int) -> np.ndarray:
         """Embeddings of shard ``shard`` (memory-mapped, read-only) ``[n_shard, d]``."""

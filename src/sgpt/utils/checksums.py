@@ -97,9 +97,7 @@ def check_file(folder: str | Path, name: str, expected: dict[str, Any], hash_it:
     return None
 
 
-def damaged_files(
-    folder: str | Path, file_name: str = CHECKSUMS_FILE, hash_it: bool = True
-) -> dict[str, str]:
+def damaged_files(folder: str | Path, file_name: str = CHECKSUMS_FILE, hash_it: bool = True) -> dict[str, str]:
     """``{name: reason}`` for each file named in ``folder/file_name`` that is missing or differs.
 
     See :func:`check_file` for the reasons. Raises as :func:`read_checksums` does.
