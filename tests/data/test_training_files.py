@@ -79,7 +79,7 @@ def test_non_utf8_reports_line_and_column(tmp_path):
     with pytest.raises(DataFormatError) as info:
         read_triplets(path)
     assert (info.value.line, info.value.field) == (2, "column 2")
-    assert "invalid UTF-8 byte 0xe9 at column 4" in str(info.value)
+    assert "not valid UTF-8 (byte 0xe9 at column 4)" in str(info.value)
 
 
 # ------------------------------------------------------------------------------------------- read_triplets

@@ -384,6 +384,7 @@ def test_index_files_get_ordinary_permissions(minilm, corpus, tmp_path, monkeypa
         os.umask(old)
     assert stat.S_IMODE(out.stat().st_mode) == 0o750  # not mkdtemp's 0o700
     assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()} == {
+        "checksums.json": 0o640,
         "docs.jsonl": 0o640,
         "docs.offsets.npy": 0o640,
         "index.faiss": 0o640,

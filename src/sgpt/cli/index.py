@@ -130,7 +130,7 @@ def _run_search(args: argparse.Namespace) -> int:
     if args.model is not None:
         from sgpt.model.loader import load
 
-        model = index.check_model(load(args.model, spec), args.model)
+        model = load(args.model, spec)  # checked by index.search (signature, and weights unless allowed)
     else:
         model = index.recorded_model(spec) if spec.given() else None
     hits = index.search(

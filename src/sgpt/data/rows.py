@@ -282,6 +282,39 @@ def json_rows(path: Path, bad: BadRows) -> Iterator[tuple[int, dict]]:
     return bad.each(lines(), lambda lineno, line: parse_json_object(line, path, lineno))
 
 
+def is_jsonl(path: Path) -> bool:
+    """Whether ``path`` names a JSON Lines file: ``.jsonl`` or ``.json``, optionally ``.gz``."""
+    return path.name.removesuffix(".gz").endswith((".jsonl", ".json"))
+
+
+def read_texts(path: str | Path, field: str = "text") -> list[str]:
+    """Texts to embed: every line of a text file, or ``field`` of every object of a JSON Lines file.
+
+    A file is read as JSON Lines when :func:`is_jsonl` says so (``.jsonl``, ``.json``, either
+    ``.gz``), else as text, one text per line (blank lines included, so row ``i`` of the output is
+    line ``i + 1``). Both go through :func:`iter_lines`: gzip read transparently, a leading BOM
+    removed, ``\\r\\n`` line ends accepted. Texts are returned as written (not stripped).
+
+    Raises:
+        FileNotFoundError: no such file.
+        DataFormatError: ``FILE:LINE: ...`` for bytes that are not UTF-8, invalid JSON, a JSON
+            array file, a missing or non-string field, corrupt gzip, or an empty JSON Lines file.
+    """
+    path = Path(path)
+    if not is_jsonl(path):
+        return [check_utf8(line, path, lineno) for lineno, line in iter_lines(path)]
+    texts = []
+    for lineno, obj in json_rows(path, BadRows(path, skip=False)):
+        if field not in obj:
+            found = ", ".join(repr(k) for k in obj) or "none"
+            raise DataFormatError(path, lineno, None, f"missing field {field!r} (fields of this row: {found})")
+        value = obj[field]
+        if not isinstance(value, str):
+            raise DataFormatError(path, lineno, field, f"expected a string, got {type(value).__name__}")
+        texts.append(value)
+    return texts
+
+
 def id_string(value: object, path: Path, lineno: int, name: str) -> str:
     """An id as a string: a non-empty string (stripped) or an integer (its decimal string).
 

@@ -98,6 +98,8 @@ class Index:
         path: the folder.
         manifest: its ``manifest.json``.
         faiss_index: the FAISS index (rows = ``docs.jsonl`` lines).
+        allow_model_change: accept query models whose weights differ from the documents' model
+            (same signature); see :meth:`check_model`.
     """
 
     def __init__(
