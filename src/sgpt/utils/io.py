@@ -336,7 +336,7 @@ def read_json(path: str | Path) -> Any:
         ValueError: the file is not valid JSON (message names file, line and column).
     """
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:  # a byte-order mark is not part of the JSON
             return json.load(f)
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}:{e.lineno}: invalid JSON ({json_error_text(e)})") from e
