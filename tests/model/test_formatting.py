@@ -73,9 +73,11 @@ def test_specb_bert_keeps_cls_in_front_and_sep_at_the_end(minilm_specb):
 
 
 def test_specb_too_short_max_seq_length_is_a_clear_error(minilm_path):
-    m = sgpt.load(minilm_path, max_seq_length=4, special_tokens="specb")
-    with pytest.raises(ValueError, match="no room"):
-        m.encode_queries(["x"])
+    # [CLS] [ ] [SEP] take 4 tokens: refused when the model is loaded, not at the first query
+    with pytest.raises(ValueError, match="max_seq_length 4 leaves no room for text.*use at least 5"):
+        sgpt.load(minilm_path, max_seq_length=4, special_tokens="specb")
+    m = sgpt.load(minilm_path, max_seq_length=5, special_tokens="specb")
+    assert len(m.token_ids(["x y z"], "query")[0]) == 5
 
 
 def test_speca_adds_four_learned_tokens_and_reloads(tiny_gpt_dir, tmp_path):

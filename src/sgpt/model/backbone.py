@@ -107,6 +107,26 @@ def find_gguf(path: Path) -> Path | None:
     return None
 
 
+def check_model_path(path: Path, expected: str = "config.json or .gguf file") -> None:
+    """Refuse, in one line, a local path that cannot hold a model, before the tokenizer library
+    tries it (and answers with a paragraph about sentencepiece).
+
+    Args:
+        path: an existing local file or folder.
+        expected: what a model folder would hold, for the message.
+
+    Raises:
+        ValueError: ``path`` is a folder without ``config.json`` and without a ``.gguf`` file
+            (``FOLDER: not a model folder (no config.json or .gguf file)``), or a file that is not
+            a ``.gguf`` file.
+    """
+    if path.is_dir():
+        if not (path / "config.json").is_file() and not any(path.glob("*.gguf")):
+            raise ValueError(f"{path}: not a model folder (no {expected})")
+    elif path.suffix != ".gguf":
+        raise ValueError(f"{path}: not a model (a file that is not .gguf; give a model folder or a .gguf file)")
+
+
 def _load_gguf(file: Path, dtype: torch.dtype) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Dequantise a GGUF checkpoint into a plain (saveable) transformers model."""
     logger.info("loading GGUF %s (dequantised to %s); `sgpt convert-gguf` makes later loads fast", file, dtype)
@@ -155,18 +175,31 @@ def load_backbone(
         ``(model, tokenizer)``; the tokenizer always has a pad token.
 
     Raises:
+        ValueError: a local folder without ``config.json`` or ``.gguf`` file, or a local file that
+            is not ``.gguf`` (one line, :func:`check_model_path`); a local folder whose tokenizer
+            cannot be loaded (one line naming it).
         OSError: the path or hub id cannot be found (from transformers); ``ConnectionError``
             within seconds when a hub id is neither reachable nor cached (``resolve_hub_id``).
     """
     torch_dtype = resolve_dtype(dtype)
     path = Path(name_or_path) / subfolder if subfolder else Path(name_or_path)
+    if path.exists():
+        check_model_path(path)
     gguf = find_gguf(path) if path.exists() else None
     if gguf is not None:
         model, tokenizer = _load_gguf(gguf, torch_dtype)
     else:
         src = str(path) if path.exists() else str(resolve_hub_id(str(name_or_path)))
         kwargs = {} if path.exists() or not subfolder else {"subfolder": subfolder}
-        tokenizer = AutoTokenizer.from_pretrained(src, **kwargs)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(src, **kwargs)
+        except (ValueError, OSError) as e:
+            if not path.exists():
+                raise
+            said = str(e).strip().splitlines()[0].rstrip(" :") if str(e).strip() else type(e).__name__
+            if "backend tokenizer" in said:  # the sentencepiece paragraph: no tokenizer files at all
+                said = "no tokenizer files it can use (tokenizer.json, tokenizer_config.json, vocabulary)"
+            raise ValueError(f"{path}: cannot load the tokenizer of this model folder: {said}") from None
         model = AutoModel.from_pretrained(src, dtype=torch_dtype, **kwargs)
     set_pad_token(tokenizer)
     return model, tokenizer

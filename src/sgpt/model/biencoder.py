@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import numbers
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, cast, overload
@@ -23,7 +24,7 @@ from transformers import PreTrainedTokenizerBase
 
 from sgpt.data.sampling import length_sorted_batches
 from sgpt.model.backbone import max_length_of, position_limit, resolve_dtype
-from sgpt.model.formatting import ROLES, Formatter, Role, TextFormat, add_speca_tokens
+from sgpt.model.formatting import ROLES, Formatter, Role, TextFormat, add_speca_tokens, check_texts
 from sgpt.model.heads import Dense
 from sgpt.model.pooling import check_pooling_mode, pool
 from sgpt.model.prefix import transformer_states
@@ -32,18 +33,27 @@ logger = logging.getLogger("sgpt.model")
 
 
 def checked_max_seq_length(value: int | None, backbone: nn.Module, tokenizer: PreTrainedTokenizerBase) -> int:
-    """``value`` (default: the model's limit), checked: at least 1, and at most the model's learned
-    positions (``max_position_embeddings``); a longer value is cut to that limit with a warning,
-    since longer inputs would fail inside the model.
+    """``value`` (default: the model's limit), checked: an integer, at least 1, and at most the
+    model's learned positions (``max_position_embeddings``); a longer value is cut to that limit
+    with a warning, since longer inputs would fail inside the model. The default (the
+    tokenizer's ``model_max_length``, else the positions) is cut to the positions too, silently,
+    as sentence-transformers does (``min(max_position_embeddings, model_max_length)``).
+
+    The formatting's own minimum (room for one content token) is checked by
+    :meth:`Formatter.check_length`, which :class:`BiEncoder` calls on every assignment.
 
     Raises:
+        TypeError: ``value`` is not an integer.
         ValueError: ``value < 1``.
     """
+    limit = position_limit(backbone)
     if value is None:
-        return int(max_length_of(backbone, tokenizer))
+        default = int(max_length_of(backbone, tokenizer))
+        return min(default, limit) if limit is not None else default
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"max_seq_length must be an integer, got {type(value).__name__} {value!r}")
     if int(value) < 1:
         raise ValueError(f"max_seq_length must be >= 1, got {value}")
-    limit = position_limit(backbone)
     if limit is not None and int(value) > limit:
         logger.warning("max_seq_length %d is longer than the model's %d positions; using %d", value, limit, limit)
         return limit
@@ -107,7 +117,6 @@ class BiEncoder(nn.Module):
         self.default_role = default_role
         self.tokenizer = tokenizer
         self.pooling = check_pooling_mode(pooling)
-        self.max_seq_length = checked_max_seq_length(max_seq_length, backbone, tokenizer)
         self.dense = nn.ModuleList(dense)
         self.normalize = normalize
         self.do_lower_case = do_lower_case
@@ -116,6 +125,31 @@ class BiEncoder(nn.Module):
             for tower in self.towers():
                 add_speca_tokens(tokenizer, tower)
         self.formatter = Formatter(tokenizer, self.text_format)
+        self.max_seq_length = max_seq_length  # checked by the property's setter
+
+    # ------------------------------------------------------------------ length
+    @property
+    def max_seq_length(self) -> int:
+        """Inputs are truncated to this many tokens (special tokens, brackets, prompt and chat
+        template included).
+
+        Setting it checks the value as the constructor does: ``None`` means the model's limit
+        (the tokenizer's ``model_max_length`` capped at ``max_position_embeddings``); a value
+        above the positions is cut to them with a warning.
+
+        Raises:
+            TypeError: a value that is not an integer (or ``None``).
+            ValueError: a value below 1, or too short to leave one content token after the
+                formatting of any role (e.g. 2 for BERT: ``[CLS] [SEP]``; see
+                :meth:`Formatter.check_length`).
+        """
+        return self._max_seq_length
+
+    @max_seq_length.setter
+    def max_seq_length(self, value: int | None) -> None:
+        length = checked_max_seq_length(value, self.backbone, self.tokenizer)
+        self.formatter.check_length(length, lower=self.do_lower_case)
+        self._max_seq_length = length
 
     # ------------------------------------------------------------------ properties
     @property
@@ -185,7 +219,7 @@ class BiEncoder(nn.Module):
         return self
 
     # ------------------------------------------------------------------ tokenisation
-    def token_ids(self, texts: Sequence[str], role: Role | None = None) -> list[list[int]]:
+    def token_ids(self, texts: Sequence[str], role: Role | None = None, *, where: str = "token_ids") -> list[list[int]]:
         """Token ids of each text: stripped (not under the chat template, like
         sentence-transformers), the role's prompt put in front, lower-cased if
         ``do_lower_case``, then tokenised with the tokenizer's own special tokens and the role's
@@ -195,8 +229,18 @@ class BiEncoder(nn.Module):
         Args:
             texts: ``n`` strings.
             role: ``None`` (plain text), ``"query"`` or ``"document"``.
+            where: the caller named in a ``TypeError`` (``"encode"``, ``"embed"``).
+
+        Returns:
+            ``n`` lists of token ids.
+
+        Raises:
+            TypeError: ``texts`` is not a sequence of ``str`` (a single string, a dict or set),
+                or one of them is not a ``str`` (``None``, bytes, a number, NaN), naming its
+                index and type: ``encode: texts[3] is NoneType, not str``.
+            ValueError: unknown role.
         """
-        return self.formatter([str(t) for t in texts], role, self.max_seq_length, lower=self.do_lower_case)
+        return self.formatter(texts, role, self.max_seq_length, lower=self.do_lower_case, where=where)
 
     def collate(self, ids: Sequence[Sequence[int]]) -> dict[str, Tensor]:
         """Right-pad token ids into ``input_ids [b, s]`` and ``attention_mask [b, s]`` (1 = real token).
@@ -269,11 +313,18 @@ class BiEncoder(nn.Module):
         little compute goes to padding; the result is identical (up to float rounding) to one
         padded batch. Default: all texts in one batch.
 
+        Args:
+            texts: ``n`` strings.
+
+        Returns:
+            ``[n, d]`` embeddings (float dtype of the backbone), with autograd graph.
+
         Raises:
+            TypeError: ``texts`` is not a sequence of ``str`` (see :meth:`token_ids`).
             ValueError: unknown role, or ``role=None`` on an asymmetric model without ``default_role``.
         """
         self.tower(role)
-        ids = self.token_ids(texts, role)
+        ids = self.token_ids(texts, role, where="embed")
         batches = length_sorted_batches([len(x) for x in ids], micro_batch_size or max(len(ids), 1))
         parts = [self.embed_ids([ids[i] for i in idx], role) for idx in batches]
         order = [i for idx in batches for i in idx]
@@ -342,8 +393,11 @@ class BiEncoder(nn.Module):
     ) -> np.ndarray | Tensor:
         """Embed texts for inference.
 
-        Texts are tokenised once, sorted by token length (longest first) and cut into batches
-        of ``batch_size``, so padding is minimal; results come back in input order.
+        Texts are tokenised once; each distinct token sequence is embedded once and its vector
+        copied to every position holding it, so identical texts get bit-identical rows. The
+        distinct sequences are sorted by token length (longest first, ties by their ids, not by
+        input position) and cut into batches of ``batch_size``, so padding is minimal and the
+        batches do not depend on the input order; results come back in input order.
 
         Args:
             texts: a string or a sequence of strings.
@@ -362,6 +416,9 @@ class BiEncoder(nn.Module):
             ``[n, d]`` float32 embeddings (``[d]`` for a single string).
 
         Raises:
+            TypeError: ``texts`` is neither a string nor a sequence of strings (a dict, a set,
+                bytes, ``None``), or one of them is not a ``str``, naming its index and type:
+                ``encode: texts[3] is NoneType, not str``.
             ValueError: ``batch_size < 1``, unknown ``convert_to``/``precision``/``role``, or
                 ``role=None`` on an asymmetric model saved without a default route.
         """
@@ -371,14 +428,16 @@ class BiEncoder(nn.Module):
             raise ValueError(f"encode: convert_to must be 'numpy' or 'torch', got {convert_to!r}")
         self.tower(role)
         single = isinstance(texts, str)
-        items = [texts] if isinstance(texts, str) else list(texts)
-        ids = self.token_ids(items, role)
-        out = torch.zeros(len(ids), self.embedding_dim, dtype=torch.float32)
-        batches = length_sorted_batches([len(x) for x in ids], batch_size)
+        items = [texts] if isinstance(texts, str) else check_texts(texts, "encode")
+        ids = self.token_ids(items, role, where="encode")
+        unique, slot = _distinct(ids)  # slot[i]: the row of unique that text i gets
+        vectors = torch.zeros(len(unique), self.embedding_dim, dtype=torch.float32)
+        batches = length_sorted_batches([len(x) for x in unique], batch_size)
         with self._inference(precision):
             for idx in tqdm(batches, desc="encode", unit="batch", disable=not show_progress):
-                emb = self.embed_ids([ids[i] for i in idx], role).float().cpu()
-                out[torch.as_tensor(idx, dtype=torch.long)] = emb
+                emb = self.embed_ids([unique[i] for i in idx], role).float().cpu()
+                vectors[torch.as_tensor(idx, dtype=torch.long)] = emb
+        out = vectors[torch.as_tensor(slot, dtype=torch.long)] if ids else vectors  # [n, d]
         if normalize:
             out = F.normalize(out, p=2, dim=-1)
         if single:
@@ -435,6 +494,19 @@ class BiEncoder(nn.Module):
         from sgpt.model.loader import load
 
         return load(name_or_path, **kwargs)
+
+
+def _distinct(ids: Sequence[Sequence[int]]) -> tuple[list[list[int]], list[int]]:
+    """The distinct token sequences of ``ids`` in a canonical order (longest first, then by
+    their ids), and for each input row the index of its sequence there.
+
+    The order depends only on the set of sequences, so the batches :meth:`BiEncoder.encode` cuts
+    from it, and with them every vector's float rounding, do not depend on where a text sits in
+    the input.
+    """
+    keys = sorted({tuple(x) for x in ids}, key=lambda k: (-len(k), k))
+    index = {k: i for i, k in enumerate(keys)}
+    return [list(k) for k in keys], [index[tuple(x)] for x in ids]
 
 
 def _check_document_tower(backbone: nn.Module, document: nn.Module) -> None:

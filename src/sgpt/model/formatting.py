@@ -34,7 +34,8 @@ for SmolLM2), which a causal model computes once per batch (``sgpt.model.prefix`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -44,7 +45,7 @@ from transformers import PreTrainedTokenizerBase
 SPECIAL_TOKEN_MODES = ("specb", "speca")
 SPECA_INIT_SEED = 0
 Role = Literal["query", "document"]
-ROLES = ("query", "document")
+ROLES: tuple[Role, Role] = ("query", "document")
 
 # (query start, query end, document start, document end) of each mode (SPEC 1.4 table).
 BRACKETS = {
@@ -161,6 +162,34 @@ def add_speca_tokens(tokenizer: PreTrainedTokenizerBase, backbone) -> int:
     return added
 
 
+def check_texts(texts: object, where: str = "texts") -> list[str]:
+    """``texts`` as a list of strings, or a ``TypeError`` instead of embedding a ``str()`` of them.
+
+    Accepts any ordered iterable of ``str`` (list, tuple, NumPy array of strings, generator);
+    ``numpy.str_`` is a ``str``.
+
+    Args:
+        texts: the texts given to ``where``.
+        where: the caller's name, put in front of the message (``"encode"``).
+
+    Returns:
+        ``list(texts)`` (``n`` strings, in order).
+
+    Raises:
+        TypeError: ``texts`` is a single string or bytes, a mapping, a set, or not iterable
+            (``encode: texts is dict, not a sequence of str``); or an element is not a ``str``
+            (``encode: texts[3] is NoneType, not str``), such as ``None``, bytes, a number or NaN.
+    """
+    if isinstance(texts, (str, bytes, bytearray, Mapping, AbstractSet)) or not isinstance(texts, Iterable):
+        hint = "; pass [text] for one text" if isinstance(texts, str) else ""
+        raise TypeError(f"{where}: texts is {type(texts).__name__}, not a sequence of str{hint}")
+    items = list(texts)
+    for i, text in enumerate(items):
+        if not isinstance(text, str):
+            raise TypeError(f"{where}: texts[{i}] is {type(text).__name__}, not str")
+    return items
+
+
 class Formatter:
     """Turns texts of one role into token-id lists for a given tokenizer, format and length.
 
@@ -187,9 +216,16 @@ class Formatter:
             )
         self.prefix, self.suffix = own_special_tokens(tokenizer)
         self._parts: dict[str, tuple[int, list[int]]] = {}
+        self._overhead: dict[tuple[Role | None, bool], list[int]] = {}
 
     def __call__(
-        self, texts: Sequence[str], role: Role | None, max_seq_length: int, lower: bool = False
+        self,
+        texts: Sequence[str],
+        role: Role | None,
+        max_seq_length: int,
+        lower: bool = False,
+        *,
+        where: str = "Formatter",
     ) -> list[list[int]]:
         """Token ids of each text in ``role``; ``[n] -> n lists`` of at most ``max_seq_length`` ids,
         no padding. Texts are stripped of outer whitespace (as SGPT and sentence-transformers
@@ -202,15 +238,25 @@ class Formatter:
         chat template: see :meth:`chat`.
 
         Args:
+            texts: ``n`` strings.
             lower: lower-case ``prompt + text`` (the text only, with the chat template).
+            where: the caller named in a ``TypeError`` (``"encode"``).
 
         Raises:
-            ValueError: unknown role, or ``max_seq_length`` too short to hold one content token.
+            TypeError: ``texts`` is not a sequence of ``str`` (:func:`check_texts`).
+            ValueError: unknown role, or ``max_seq_length`` below :meth:`min_length` (too short
+                to hold one content token).
         """
         if role not in (None, *ROLES):
             raise ValueError(f"role must be None, 'query' or 'document', got {role!r}")
+        texts = check_texts(texts, where)
         if not texts:
             return []
+        self.check_length(max_seq_length, (role,), lower)
+        return self._ids(texts, role, max_seq_length, lower)
+
+    def _ids(self, texts: Sequence[str], role: Role | None, max_seq_length: int, lower: bool) -> list[list[int]]:
+        """:meth:`__call__` without its checks (``max_seq_length`` may be below :meth:`min_length`)."""
         prompt = self.format.prompt(role)
         if self.format.chat_template:
             return self.chat([t.lower() if lower else t for t in texts], prompt, max_seq_length)
@@ -227,23 +273,68 @@ class Formatter:
                 return_token_type_ids=False,
             )
             return [list(ids) for ids in enc["input_ids"]]
-        budget = max_seq_length - len(self.prefix) - len(self.suffix) - 2
-        if budget < 1:
-            raise ValueError(
-                f"max_seq_length {max_seq_length} leaves no room for text between the "
-                f"{self.format.special_tokens} brackets and the tokenizer's special tokens"
-            )
         enc = self.tokenizer(
             texts,
             add_special_tokens=False,
             truncation=True,
-            max_length=budget,
+            max_length=max(max_seq_length - len(self.prefix) - len(self.suffix) - 2, 1),
             padding=False,
             return_attention_mask=False,
             return_token_type_ids=False,
         )
         start, end = bracket
         return [self.prefix + [start] + list(ids) + [end] + self.suffix for ids in enc["input_ids"]]
+
+    def overhead(self, role: Role | None, lower: bool = False) -> list[int]:
+        """The ids the formatting of ``role`` adds around a text: the ids of an empty text
+        (special tokens, brackets, prompt; e.g. ``[CLS] [SEP]`` for plain BERT, ``[]`` for plain
+        GPT-2), or, with the chat template, the template's head and tail (:meth:`chat`). Cached."""
+        key = (role, lower)
+        if key not in self._overhead:
+            if self.format.chat_template:
+                head_length, tail = self._template_parts(self.format.prompt(role))
+                head = self._ids([""], role, 1 << 30, lower)[0][:head_length]
+                self._overhead[key] = head + tail
+            else:
+                self._overhead[key] = self._ids([""], role, 1 << 30, lower)[0]
+        return self._overhead[key]
+
+    def min_length(self, role: Role | None, lower: bool = False) -> int:
+        """The smallest ``max_seq_length`` that leaves ``role``'s texts one content token:
+        ``len(overhead(role)) + 1`` (3 for plain BERT: ``[CLS] x [SEP]``; 1 for plain GPT-2)."""
+        return len(self.overhead(role, lower)) + 1
+
+    def check_length(
+        self, max_seq_length: int, roles: Sequence[Role | None] = (None, *ROLES), lower: bool = False
+    ) -> None:
+        """Refuse a ``max_seq_length`` that leaves no room for text in any of ``roles``.
+
+        Raises:
+            ValueError: ``max_seq_length < min_length(role)`` for one of ``roles``, naming the
+                tokens the formatting takes and the smallest length that works.
+        """
+        for role in roles:
+            need = self.min_length(role, lower)
+            if max_seq_length >= need:
+                continue
+            ids = self.overhead(role, lower)
+            what = "plain text" if role is None else f"{role} text"
+            fix = ""
+            if self.format.chat_template:
+                kind = "the chat template's head and tail"
+                fix = ", or --no-chat-template / chat_template=False"
+            else:
+                parts = [
+                    *(["special tokens"] if self.prefix or self.suffix else []),
+                    *([f"{self.format.special_tokens} brackets"] if role in self.brackets else []),
+                    *(["prompt"] if self.format.prompt(role) else []),
+                ]
+                kind = ", ".join(parts) or "formatting"
+            shown = " ".join(self.tokenizer.convert_ids_to_tokens(ids[:12])) + (" ..." if len(ids) > 12 else "")
+            raise ValueError(
+                f"max_seq_length {max_seq_length} leaves no room for text: this model's formatting of "
+                f"{what} takes {len(ids)} tokens ({kind}: {shown}); use at least {need}{fix}"
+            )
 
     def chat(self, texts: Sequence[str], system: str, max_seq_length: int) -> list[list[int]]:
         """Chat-template token ids: each text is the user message of a conversation (after a system

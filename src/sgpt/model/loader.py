@@ -19,7 +19,7 @@ from typing import Any, Literal
 import torch
 from safetensors.torch import load_file
 
-from sgpt.model.backbone import load_backbone
+from sgpt.model.backbone import check_model_path, load_backbone
 from sgpt.model.biencoder import BiEncoder
 from sgpt.model.folder import FORMAT_FILE, ROUTE_ROLES, ROUTER_FILE, pooling_mode_from_config
 from sgpt.model.formatting import ROLES, Role, TextFormat
@@ -222,7 +222,9 @@ def load(
 
     Raises:
         ValueError: unsupported module types, pooling or router configs, or towers with
-            different tokenizers, naming the file.
+            different tokenizers, naming the file; a local folder that is not a model (no
+            ``config.json``, ``modules.json`` or ``.gguf`` file) or a local file that is not a
+            ``.gguf`` file, in one line naming it.
         TypeError: both ``spec`` and keyword choices, or an unknown choice.
         OSError: the model cannot be found.
     """
@@ -232,6 +234,8 @@ def load(
     if spec.pooling is not None:
         check_pooling_mode(spec.pooling)
     root = resolve_hub_folder(name_or_path)
+    if root.exists() and not (root / "modules.json").is_file():
+        check_model_path(root, "config.json, modules.json or .gguf file")
     if (root / "modules.json").exists():
         model = _load_saved(root, spec)
     else:
