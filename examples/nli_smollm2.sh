@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 bash setup.sh  # first use: installs .venv and models/; then one line
 DATA=${DATA:-../shared/data}
 OUT=${OUT:-runs/nli-smollm2}
+mkdir -p "$(dirname "$OUT")"  # sgpt creates --output itself, never its parents
 FORMAT=${FORMAT:---chat-template}
 TRAIN=(--train-data "$DATA/snli-senteval")
 if [ "${SICK:-1}" != 0 ]; then TRAIN+=(--train-data "$DATA/sick"); fi
