@@ -24,7 +24,7 @@ from transformers import PreTrainedTokenizerBase
 
 from sgpt.data.sampling import length_sorted_batches
 from sgpt.model.backbone import max_length_of, position_limit, resolve_dtype
-from sgpt.model.formatting import ROLES, Formatter, Role, TextFormat, add_speca_tokens, check_texts
+from sgpt.model.formatting import ROLES, Formatter, Role, TextFormat, add_speca_tokens
 from sgpt.model.heads import Dense
 from sgpt.model.pooling import check_pooling_mode, pool
 from sgpt.model.prefix import transformer_states
@@ -428,8 +428,7 @@ class BiEncoder(nn.Module):
             raise ValueError(f"encode: convert_to must be 'numpy' or 'torch', got {convert_to!r}")
         self.tower(role)
         single = isinstance(texts, str)
-        items = [texts] if isinstance(texts, str) else check_texts(texts, "encode")
-        ids = self.token_ids(items, role, where="encode")
+        ids = self.token_ids([texts] if isinstance(texts, str) else texts, role, where="encode")  # checks them
         unique, slot = _distinct(ids)  # slot[i]: the row of unique that text i gets
         vectors = torch.zeros(len(unique), self.embedding_dim, dtype=torch.float32)
         batches = length_sorted_batches([len(x) for x in unique], batch_size)

@@ -27,7 +27,7 @@ from sgpt.train.distributed import is_main_process, world_size
 from sgpt.train.runlog import RunLog
 from sgpt.utils.checksums import damaged_files, has_checksums, write_checksums
 from sgpt.utils.diff import differences
-from sgpt.utils.io import Inputs, check_not_input, check_output_dir, read_json
+from sgpt.utils.io import Inputs, check_not_input, check_parent, read_json
 from sgpt.utils.lock import output_lock
 
 logger = logging.getLogger("sgpt.train")
@@ -133,7 +133,7 @@ def claimed_output(out: Path, resume: bool, overwrite: bool, inputs: Inputs = ()
         return
     check_not_input(out, inputs, folder=True)  # first: --overwrite would not help
     check_output(out, resume, overwrite)
-    check_output_dir(out, overwrite=True)  # writable parent
+    check_parent(out)
     with output_lock(out):
         aside = None
         if overwrite and not resume and out.is_dir() and any(out.iterdir()):

@@ -66,7 +66,7 @@ def check_output_file(
     check_not_input(path, inputs, what)
     if path.exists() and not overwrite:
         raise ValueError(f"{what} {path}: exists; pass --overwrite to replace it, or choose another {what}")
-    _check_parent(path, what)
+    check_parent(path, what)
     return path
 
 
@@ -116,7 +116,7 @@ def check_output_dir(
             raise ValueError(
                 f"{what} {path}: exists and is not empty; pass --overwrite to replace it, or choose another {what}"
             )
-    _check_parent(path, what)
+    check_parent(path, what)
     return path
 
 
@@ -144,7 +144,13 @@ def check_not_input(path: str | Path, inputs: Inputs, what: str = "--output", *,
             )
 
 
-def _check_parent(path: Path, what: str) -> None:
+def check_parent(path: str | Path, what: str = "--output") -> None:
+    """Refuse an output whose parent folder is missing, not a folder, or not writable.
+
+    Raises:
+        ValueError: naming ``what``, the path and the parent.
+    """
+    path = Path(path)
     parent = path.absolute().parent
     if not parent.exists():
         raise ValueError(f"{what} {path}: no such folder {parent} (create it first)")
