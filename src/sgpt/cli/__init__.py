@@ -9,9 +9,11 @@ from collections.abc import Sequence
 
 from sgpt.cli.encode import add_convert_gguf, add_encode
 from sgpt.cli.evaluate import add_eval_beir, add_eval_sts
+from sgpt.cli.evaluate_useb import add_eval_useb
 from sgpt.cli.index import add_index, add_search
 from sgpt.cli.mine import add_mine_negatives
 from sgpt.cli.train import add_train_nli, add_train_retrieval
+from sgpt.cli.train_msmarco import add_train_msmarco
 from sgpt.version import __version__
 
 
@@ -24,9 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a bi-encoder").add_subparsers(dest="task", required=True)
     add_train_nli(train)
     add_train_retrieval(train)
+    add_train_msmarco(train)
     evaluate = sub.add_parser("eval", help="evaluate a bi-encoder").add_subparsers(dest="task", required=True)
     add_eval_sts(evaluate)
     add_eval_beir(evaluate)
+    add_eval_useb(evaluate)
     add_encode(sub)
     add_convert_gguf(sub)
     add_index(sub)

@@ -21,6 +21,7 @@ from sgpt.cli.common import (
     positive_int,
     with_default,
 )
+from sgpt.model.heads import HeadSpec
 from sgpt.train.config import TrainConfig
 
 # TrainConfig fields set by flags of the same name (other fields: --chunksize, --log-with, --no-checkpoints)
@@ -39,6 +40,12 @@ TRAIN_FLAGS = (
     "precision",
     "freeze",
     "freezenonbias",
+    "unfreezewte",
+    "warmup_steps",
+    "checkpoint_steps",
+    "wandb_watch",
+    "wandb_entity",
+    "project",
     "gradcache",
     "max_memory",
     "data_parallel",
@@ -168,6 +175,12 @@ def add_training_args(p: argparse.ArgumentParser, *, defaults: dict[str, Any]) -
         help="continue the run in --output from its newest intact checkpoint (a finished run is left as it is)",
     )
     p.add_argument(
+        "--checkpoint-steps",
+        type=positive_int,
+        default=None,
+        help="also save a checkpoint every N optimizer steps (default: at epoch ends and dev evaluations)",
+    )
+    p.add_argument(
         "--no-checkpoints",
         dest="checkpoints",
         action="store_false",
@@ -179,6 +192,9 @@ def add_training_args(p: argparse.ArgumentParser, *, defaults: dict[str, Any]) -
     flag("lr", "peak learning rate (AdamW)", type=float)
     flag("seed", "seeds sampling, data construction and dropout", type=int)
     flag("warmup_ratio", "linear warm-up over this share of the steps", type=float)
+    p.add_argument(
+        "--warmup-steps", type=nonnegative_int, default=None, help="linear warm-up steps (instead of --warmup-ratio)"
+    )
     flag("weight_decay", "AdamW decay (not on biases and norms)", type=float)
     flag("grad_accum", "micro-batches per optimizer step", type=positive_int)
     p.add_argument(
@@ -192,6 +208,13 @@ def add_training_args(p: argparse.ArgumentParser, *, defaults: dict[str, Any]) -
     )
     p.add_argument("--freezenonbias", action="store_true", default=None, help="BitFit: train only bias tensors")
     p.add_argument(
+        "--unfreezewte",
+        action="store_true",
+        default=None,
+        help="with --freeze/--freezenonbias, also train the token embeddings",
+    )
+    add_head_args(p)
+    p.add_argument(
         "--skip-bad-rows",
         action="store_true",
         default=None,
@@ -204,7 +227,55 @@ def add_training_args(p: argparse.ArgumentParser, *, defaults: dict[str, Any]) -
         choices=["wandb", "tensorboard"],
         help="experiment tracker (repeatable)",
     )
+    p.add_argument("--wandb", action="store_true", default=None, help="log to Weights & Biases (= --log-with wandb)")
+    p.add_argument(
+        "--wandb-watch",
+        choices=["gradients", "parameters", "all"],
+        default=None,
+        help="wandb.watch the model (histograms every 100 steps; SGPT's --wandbwatchlog)",
+    )
+    p.add_argument("--project", default=None, help=with_default("tracker project", default_of(TrainConfig, "project")))
+    p.add_argument("--wandb-entity", default=None, help="W&B entity (team or user; default: yours)")
     add_batch_scaling_args(p)
+
+
+def add_head_args(p: argparse.ArgumentParser) -> None:
+    """Layers a run adds to the backbone (SPEC 1.7): dense layers and a learned pooling."""
+    p.add_argument(
+        "--addxlinear",
+        type=nonnegative_int,
+        default=None,
+        metavar="N",
+        help="add N dense layers (hidden -> hidden) after pooling, or before it with --linearthenpool",
+    )
+    p.add_argument(
+        "--linearthenpool",
+        action="store_true",
+        default=None,
+        help="apply the --addxlinear layers to every token before pooling",
+    )
+    p.add_argument("--useact", action="store_true", default=None, help="GELU after each --addxlinear layer")
+    p.add_argument(
+        "--outfeats", type=positive_int, default=None, help="output size of the layer (only with --addxlinear 1)"
+    )
+    p.add_argument(
+        "--learntmean",
+        action="store_true",
+        default=None,
+        help="pool with a learned weight per position (initialised to 1 = mean pooling)",
+    )
+
+
+HEAD_FLAGS = ("addxlinear", "linearthenpool", "useact", "outfeats", "learntmean")
+
+
+def head_spec(args: argparse.Namespace) -> HeadSpec:
+    """The ``HeadSpec`` of the head flags given.
+
+    Raises:
+        ValueError: flags that do not go together (e.g. ``--outfeats`` with 2 layers).
+    """
+    return HeadSpec(**given(args, HEAD_FLAGS))
 
 
 def chunk_size_arg(value: str) -> int | str:
@@ -265,8 +336,13 @@ def train_config(args: argparse.Namespace, defaults: dict[str, Any], **extra: An
                 raise ValueError(f"{flag} applies only with --gradcache (chunks of a GradCache batch)")
     if args.chunksize is not None:
         values["chunk_size"] = args.chunksize
-    if args.log_with:
-        values["log_with"] = tuple(args.log_with)
+    trackers = list(args.log_with or [])
+    if args.wandb and "wandb" not in trackers:
+        trackers.append("wandb")
+    if trackers:
+        values["log_with"] = tuple(trackers)
+    if args.wandb_watch is not None and "wandb" not in trackers:
+        raise ValueError("--wandb-watch applies only with --wandb (or --log-with wandb)")
     return TrainConfig(output=args.output, **values)
 
 
@@ -279,7 +355,7 @@ def _run_train_nli(args: argparse.Namespace) -> int:
         train_data=tuple(args.train_data),
         **given(args, ("dev_data", "test_data", "eval_before", "skip_bad_rows")),
     )
-    results = train_nli(args.model, task, cfg, model_spec(args))
+    results = train_nli(args.model, task, cfg, model_spec(args), head_spec(args))
     for key in ("test_before", "test_after"):
         if results[key]:
             print(f"{key}: spearman_cosine = {results[key]['spearman_cosine']:.4f}")
@@ -297,7 +373,7 @@ def _run_train_retrieval(args: argparse.Namespace) -> int:
         train_data=tuple(args.train_data),
         **given(args, (*fields, "dev_split", "eval_precision", "skip_bad_rows")),
     )
-    results = train_retrieval(args.model, task, cfg, model_spec(args))
+    results = train_retrieval(args.model, task, cfg, model_spec(args), head_spec(args))
     for key in ("before", "after"):
         for name, scores in (results.get(key) or {}).items():
             print(f"{key}: {name} ndcg@10 = {scores['ndcg@10']:.4f}")

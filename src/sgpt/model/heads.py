@@ -7,6 +7,7 @@ before pooling is written with ``module_input_name = "token_embeddings"``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from torch import Tensor, nn
@@ -79,3 +80,57 @@ class Dense(nn.Module):
             "activation_function": _ST_NAMES[ACTIVATIONS[self.activation]],
             "module_input_name": "token_embeddings" if self.position == "before" else "sentence_embedding",
         }
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """The layers a training run adds to a backbone (SGPT's NLI/MS MARCO script flags, SPEC 1.3, 1.7).
+
+    Attributes:
+        addxlinear: number of ``Dense`` layers (``--addxlinear N``), each ``hidden -> hidden``
+            (the last ``hidden -> outfeats`` when ``outfeats`` is set); 0 = none.
+        linearthenpool: apply them to every token embedding before pooling instead of to the
+            pooled vector (``--linearthenpool``).
+        useact: GELU after every layer (``--useact``); else identity.
+        outfeats: output size of the single layer (``--outfeats``, only with ``addxlinear == 1``).
+        learntmean: replace the pooling by a learned weight per position (``--learntmean``,
+            SGPT's ``WeightedMeanPooling``: one weight per position, initialised to 1).
+
+    Raises:
+        ValueError: ``addxlinear < 0``, ``outfeats`` without exactly one layer or below 1, or a
+            head flag (``linearthenpool``, ``useact``) without any layer.
+    """
+
+    addxlinear: int = 0
+    linearthenpool: bool = False
+    useact: bool = False
+    outfeats: int | None = None
+    learntmean: bool = False
+
+    def __post_init__(self) -> None:
+        errors = []
+        if self.addxlinear < 0:
+            errors.append(f"--addxlinear must be >= 0, got {self.addxlinear}")
+        if self.outfeats is not None and (self.addxlinear != 1 or self.outfeats < 1):
+            errors.append(f"--outfeats {self.outfeats} needs exactly one layer (--addxlinear 1) and a size >= 1")
+        for name in ("linearthenpool", "useact"):
+            if getattr(self, name) and self.addxlinear == 0:
+                errors.append(f"--{name} applies only with --addxlinear N (N dense layers)")
+        if errors:
+            raise ValueError("; ".join(errors))
+
+    @property
+    def any(self) -> bool:
+        """Whether this adds anything to the model."""
+        return self.addxlinear > 0 or self.learntmean
+
+
+def add_heads(model, heads: HeadSpec, *, bias: bool = True) -> None:
+    """Add the ``heads`` to a ``BiEncoder`` in place (after freezing: they always train).
+
+    Args:
+        model: the ``BiEncoder`` (symmetric or asymmetric: heads are shared by the towers).
+        heads: what to add.
+        bias: give the dense layers a bias (SGPT: ``False`` under ``--freezenonbias``).
+    """
+    raise NotImplementedError("add_heads: being implemented")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sgpt.model.biencoder import BiEncoder
+from sgpt.model.heads import HeadSpec, add_heads
 from sgpt.model.loader import load
 from sgpt.model.spec import ModelSpec
 from sgpt.train.checkpoints import claimed_output
@@ -16,19 +17,24 @@ from sgpt.train.config import TrainConfig
 from sgpt.train.params import apply_freezing
 
 
-def model_to_train(model_name: str, spec: ModelSpec | None, cfg: TrainConfig, max_seq_length: int) -> BiEncoder:
+def model_to_train(
+    model_name: str, spec: ModelSpec | None, cfg: TrainConfig, max_seq_length: int, heads: HeadSpec | None = None
+) -> BiEncoder:
     """The model a run trains (its recipe holds ``cfg.output`` already: see :func:`claims_output`).
 
     Pooling defaults to the saved bi-encoder's, else weightedmean (SGPT's choice); the length to
     ``max_seq_length`` (the task's) unless ``spec`` sets one. Freezing (``cfg.freeze`` /
-    ``cfg.freezenonbias``) is applied here, so model errors come before any data is read.
+    ``cfg.freezenonbias`` / ``cfg.unfreezewte``) is applied here, so model errors come before any
+    data is read; the ``heads`` (SPEC 1.7) are added after it and always train.
 
     Raises:
         ValueError: a model these settings cannot train.
     """
     spec = (spec or ModelSpec()).with_defaults(max_seq_length=max_seq_length)
     model = load(model_name, spec, default_pooling="weightedmean")
-    apply_freezing(model, freeze=cfg.freeze, freezenonbias=cfg.freezenonbias)
+    apply_freezing(model, freeze=cfg.freeze, freezenonbias=cfg.freezenonbias, unfreeze_wte=cfg.unfreezewte)
+    if heads is not None and heads.any:
+        add_heads(model, heads, bias=not cfg.freezenonbias)
     return model
 
 
@@ -53,8 +59,8 @@ def claims_output(recipe: Recipe) -> Recipe:
     with ``--overwrite`` the old contents set aside until the run succeeds)."""
 
     @functools.wraps(recipe)
-    def run(model_name: str, task: Any, cfg: TrainConfig, spec: ModelSpec | None = None) -> dict:
+    def run(model_name: str, task: Any, cfg: TrainConfig, *args: Any, **kwargs: Any) -> dict:
         with claimed_output(Path(cfg.output), cfg.resume, cfg.overwrite, task_inputs(model_name, task)):
-            return recipe(model_name, task, cfg, spec)
+            return recipe(model_name, task, cfg, *args, **kwargs)
 
     return run  # type: ignore[return-value]

@@ -12,6 +12,7 @@ from pathlib import Path
 from sgpt.data import build_triplets, read_sts, read_training_data
 from sgpt.evaluation.sts import evaluate_sts
 from sgpt.model.biencoder import BiEncoder
+from sgpt.model.heads import HeadSpec
 from sgpt.model.loader import load
 from sgpt.model.spec import ModelSpec
 from sgpt.recipes.common import claims_output, model_to_train
@@ -61,7 +62,9 @@ def sts_evaluator(path: str | Path, split: str, batch_size: int, *, show_progres
 
 
 @claims_output
-def train_nli(model_name: str, task: NLITask, cfg: TrainConfig, spec: ModelSpec | None = None) -> dict:
+def train_nli(
+    model_name: str, task: NLITask, cfg: TrainConfig, spec: ModelSpec | None = None, heads: HeadSpec | None = None
+) -> dict:
     """Train a bi-encoder on NLI triplets with MNRL and score it on STS (SGPT's NLI script, SPEC 2.1).
 
     Args:
@@ -70,6 +73,7 @@ def train_nli(model_name: str, task: NLITask, cfg: TrainConfig, spec: ModelSpec 
         cfg: training settings (``freeze`` / ``freezenonbias``: see ``sgpt.train.params.apply_freezing``).
         spec: loading choices; pooling defaults to the saved bi-encoder's, else weightedmean (SGPT's
             choice), and ``max_seq_length`` to ``task.max_seq_length``.
+        heads: dense layers / learned pooling to add (SPEC 1.7); ``None``: none.
 
     Returns:
         ``{"train": fit summary, "n_examples", "test_before": scores | None, "test_after": scores | None}``,
@@ -79,7 +83,7 @@ def train_nli(model_name: str, task: NLITask, cfg: TrainConfig, spec: ModelSpec 
         ValueError: an output folder the run would destroy, bad data (file, line and field named), or
             a model that cannot train with these settings.
     """
-    model = model_to_train(model_name, spec, cfg, task.max_seq_length)
+    model = model_to_train(model_name, spec, cfg, task.max_seq_length, heads)
     examples = load_examples(task.train_data, seed=cfg.seed, skip_bad_rows=task.skip_bad_rows)
     main = is_main_process()
     test_path = task.test_data or task.dev_data

@@ -16,6 +16,7 @@ from sgpt.data.beir import load_beir
 from sgpt.data.retrieval_examples import RetrievalExample, beir_examples, read_retrieval_examples
 from sgpt.evaluation.beir import evaluate_retrieval
 from sgpt.model.biencoder import BiEncoder
+from sgpt.model.heads import HeadSpec
 from sgpt.model.loader import load
 from sgpt.model.spec import ModelSpec
 from sgpt.recipes.common import claims_output, model_to_train
@@ -125,7 +126,9 @@ MINED_NEGATIVES = "negatives"  # <output>/negatives/<folder>-bm25.jsonl, kept wi
 
 
 @claims_output
-def train_retrieval(model_name: str, task: RetrievalTask, cfg: TrainConfig, spec: ModelSpec | None = None) -> dict:
+def train_retrieval(
+    model_name: str, task: RetrievalTask, cfg: TrainConfig, spec: ModelSpec | None = None, heads: HeadSpec | None = None
+) -> dict:
     """Train a bi-encoder for asymmetric search with MNRL over in-batch and hard negatives (SPEC 2.2).
 
     Each epoch gives every training query one example ``(query, positive, negative_1..n)``,
@@ -141,6 +144,7 @@ def train_retrieval(model_name: str, task: RetrievalTask, cfg: TrainConfig, spec
             ``freezenonbias``: see ``sgpt.train.params.apply_freezing``).
         spec: loading choices; pooling defaults to the saved bi-encoder's, else weightedmean (SGPT's
             choice), ``max_seq_length`` to ``task.max_seq_length``, the formatting to the saved one.
+        heads: dense layers / learned pooling to add (SPEC 1.7); ``None``: none.
 
     Returns:
         ``{"train": fit summary, "n_queries", "before": {name: metrics} | None, "after": {name: metrics}}``,
@@ -151,7 +155,7 @@ def train_retrieval(model_name: str, task: RetrievalTask, cfg: TrainConfig, spec
             no training query.
     """
     out = Path(cfg.output)
-    model = model_to_train(model_name, spec, cfg, task.max_seq_length)
+    model = model_to_train(model_name, spec, cfg, task.max_seq_length, heads)
     examples = load_retrieval_examples(
         task.train_data,
         split=task.split,

@@ -65,6 +65,7 @@ RESUME_KEYS = (
     "selection_metric",
     "freeze",
     "freezenonbias",
+    "unfreezewte",
 )
 
 

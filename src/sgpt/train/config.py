@@ -11,6 +11,7 @@ from sgpt.utils.precision import PRECISIONS as FLOAT_PRECISIONS
 
 DATA_PARALLEL_MODES = ("shard", "replicate")
 PRECISIONS = ("auto", *FLOAT_PRECISIONS)
+WANDB_WATCH = (None, "gradients", "parameters", "all")
 _UNITS = {
     "": 1,
     "b": 1,
@@ -86,7 +87,13 @@ class TrainConfig:
         resume: continue from the newest complete checkpoint in ``<output>/checkpoints`` (the same
             result as a run that was never interrupted); start fresh when there is none.
         freeze: train only the added heads (the transformer is frozen).
-        freezenonbias: BitFit: train only bias tensors (SPEC 1.5).
+        freezenonbias: BitFit: train only bias tensors (SPEC 1.6).
+        unfreezewte: with ``freeze`` / ``freezenonbias``, also train the token embeddings (SPEC 1.6).
+        checkpoint_steps: also save a checkpoint every this many optimizer steps (``None``: only
+            at epoch ends with ``checkpoint_every_epoch``, and at each dev evaluation).
+        wandb_watch: with the ``wandb`` tracker, ``wandb.watch`` the model: ``gradients``,
+            ``parameters`` or ``all`` (SGPT's ``--wandbwatchlog``); ``None``: no watch.
+        wandb_entity: W&B entity (team or user); ``None``: the logged-in default.
     """
 
     output: str
@@ -118,6 +125,10 @@ class TrainConfig:
     overwrite: bool = False
     freeze: bool = False
     freezenonbias: bool = False
+    unfreezewte: bool = False
+    checkpoint_steps: int | None = None
+    wandb_watch: Literal["gradients", "parameters", "all"] | None = None
+    wandb_entity: str | None = None
 
     def __post_init__(self) -> None:
         errors = _errors(self)
@@ -135,7 +146,7 @@ def _errors(cfg: TrainConfig) -> list[str]:
     for name in ("batch_size", "epochs", "grad_accum", "eval_batch_size", "log_every"):
         if getattr(cfg, name) < 1:
             errors.append(f"{name} must be >= 1, got {getattr(cfg, name)}")
-    for name in ("max_steps", "warmup_steps", "eval_steps", "micro_batch_size"):
+    for name in ("max_steps", "warmup_steps", "eval_steps", "micro_batch_size", "checkpoint_steps"):
         value = getattr(cfg, name)
         if value is not None and value < (0 if name == "warmup_steps" else 1):
             errors.append(f"{name} must be positive, got {value}")
@@ -153,6 +164,8 @@ def _errors(cfg: TrainConfig) -> list[str]:
             parse_bytes(cfg.max_memory)
         except ValueError as e:
             errors.append(str(e))
+    if cfg.wandb_watch not in WANDB_WATCH:
+        errors.append(f"wandb_watch must be one of {WANDB_WATCH[1:]} or None, got {cfg.wandb_watch!r}")
     if cfg.data_parallel not in DATA_PARALLEL_MODES:
         errors.append(f"data_parallel must be one of {DATA_PARALLEL_MODES}, got {cfg.data_parallel!r}")
     return errors
