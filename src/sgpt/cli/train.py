@@ -21,6 +21,7 @@ from sgpt.cli.common import (
     positive_int,
     with_default,
 )
+from sgpt.cli.resolved import Resolved, run_resolved
 from sgpt.model.heads import HeadSpec
 from sgpt.train.config import TrainConfig
 
@@ -346,26 +347,29 @@ def train_config(args: argparse.Namespace, defaults: dict[str, Any], **extra: An
     return TrainConfig(output=args.output, **values)
 
 
-def _run_train_nli(args: argparse.Namespace) -> int:
+def nli_config(args: argparse.Namespace) -> Resolved:
+    """The :class:`Resolved` run of ``sgpt train nli`` flags.
+
+    Raises:
+        ValueError: an invalid setting (every one named).
+    """
     from sgpt.recipes.tasks import NLITask
-    from sgpt.recipes.train_nli import train_nli
 
     cfg = train_config(args, {}, checkpoint_every_epoch=args.checkpoints)
     task = NLITask(
         train_data=tuple(args.train_data),
         **given(args, ("dev_data", "test_data", "eval_before", "skip_bad_rows")),
     )
-    results = train_nli(args.model, task, cfg, model_spec(args), head_spec(args))
-    for key in ("test_before", "test_after"):
-        if results[key]:
-            print(f"{key}: spearman_cosine = {results[key]['spearman_cosine']:.4f}")
-    print(f"model saved to {args.output}")
-    return 0
+    return Resolved("nli", args.model, task, cfg, model_spec(args), head_spec(args))
 
 
-def _run_train_retrieval(args: argparse.Namespace) -> int:
+def retrieval_config(args: argparse.Namespace) -> Resolved:
+    """The :class:`Resolved` run of ``sgpt train retrieval`` flags.
+
+    Raises:
+        ValueError: an invalid setting (every one named).
+    """
     from sgpt.recipes.tasks import DEFAULT_BATCH_SIZE, RetrievalTask
-    from sgpt.recipes.train_retrieval import train_retrieval
 
     cfg = train_config(args, {"batch_size": DEFAULT_BATCH_SIZE}, checkpoint_every_epoch=args.checkpoints)
     fields = ("split", "negatives", "negatives_per_query", "eval_data", "eval_split", "eval_before", "dev_data")
@@ -373,9 +377,12 @@ def _run_train_retrieval(args: argparse.Namespace) -> int:
         train_data=tuple(args.train_data),
         **given(args, (*fields, "dev_split", "eval_precision", "skip_bad_rows")),
     )
-    results = train_retrieval(args.model, task, cfg, model_spec(args), head_spec(args))
-    for key in ("before", "after"):
-        for name, scores in (results.get(key) or {}).items():
-            print(f"{key}: {name} ndcg@10 = {scores['ndcg@10']:.4f}")
-    print(f"model saved to {args.output}")
-    return 0
+    return Resolved("retrieval", args.model, task, cfg, model_spec(args), head_spec(args))
+
+
+def _run_train_nli(args: argparse.Namespace) -> int:
+    return run_resolved(nli_config(args))
+
+
+def _run_train_retrieval(args: argparse.Namespace) -> int:
+    return run_resolved(retrieval_config(args))
