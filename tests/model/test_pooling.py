@@ -221,3 +221,76 @@ def test_unknown_mode_lists_valid_modes(batch):
 
 def test_pooling_modes_tuple():
     assert set(POOLING_MODES) == {"mean", "weightedmean", "lasttoken", "cls", "max"}
+
+
+# ---------------------------------------------------------------------------------------------- lasttoken_legacy
+
+
+def test_lasttoken_legacy_reproduces_the_fork_spec7():
+    hidden = torch.arange(2 * 3 * 2, dtype=torch.float32).reshape(2, 3, 2) + 1
+    out = pool(hidden, torch.tensor([[1, 1, 1], [1, 1, 0]]), "lasttoken_legacy")
+    torch.testing.assert_close(out, torch.stack([hidden[0, 0], hidden[1, 1]]))  # fork indices (0, 1): the bug
+    left = pool(hidden[:1], torch.tensor([[0, 1, 1]]), "lasttoken_legacy")
+    torch.testing.assert_close(left, torch.zeros(1, 2))  # gathers the pad at 0, times its mask 0
+
+
+def test_lasttoken_legacy_matches_fork_code_on_random_batches(batch):
+    """Against the fork's own lines (argmin - 1, clamp, gather over token_embeddings * mask)."""
+    hidden, mask = batch
+    for h, m in (batch, left_pad(hidden, mask)):
+        index = torch.clamp(torch.argmin(m, 1) - 1, min=0)
+        gather = index.unsqueeze(-1).repeat(1, h.shape[-1]).unsqueeze(1)
+        expected = torch.gather(h * m.unsqueeze(-1).to(h.dtype), 1, gather).squeeze(1)
+        torch.testing.assert_close(pool(h, m, "lasttoken_legacy"), expected)
+    padded_rows = [0, 2]  # rows with padding: legacy equals the corrected last token
+    torch.testing.assert_close(
+        pool(hidden, mask, "lasttoken_legacy")[padded_rows], pool(hidden, mask, "lasttoken")[padded_rows]
+    )
+
+
+def test_lasttoken_legacy_is_a_choice_not_a_mode():
+    from sgpt.model.pooling import POOLING_CHOICES, check_pooling_mode
+
+    assert "lasttoken_legacy" not in POOLING_MODES
+    assert POOLING_CHOICES == (*POOLING_MODES, "lasttoken_legacy")
+    assert check_pooling_mode("lasttoken_legacy") == "lasttoken_legacy"
+
+
+def test_lasttoken_legacy_saves_as_lasttoken_and_reloads_legacy(tiny_gpt_dir, tmp_path, caplog):
+    import json
+    import logging
+
+    import numpy as np
+
+    import sgpt
+    from sgpt.model.spec import ModelSpec
+
+    texts = ["the cat sleeps", "a dog runs in the park every morning!", "x"]
+    model = sgpt.load(tiny_gpt_dir, ModelSpec(pooling="lasttoken_legacy", max_seq_length=16))
+    assert model.pooling == "lasttoken_legacy"
+    ref = model.encode(texts, batch_size=8)
+    lengths = [len(x) for x in model.token_ids(texts)]
+    hidden = model.backbone(**model.collate(model.token_ids(texts))).last_hidden_state
+    longest = lengths.index(max(lengths))
+    np.testing.assert_allclose(ref[longest], hidden[longest, 0].detach().numpy(), atol=1e-6)  # the bug: token 0
+
+    with caplog.at_level(logging.WARNING, logger="sgpt.model"):
+        out = model.save(tmp_path / "m")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "sentence-transformers will use the corrected last token" in warnings[0]
+    config = json.loads((out / "1_Pooling" / "config.json").read_text())
+    assert [k for k, v in config.items() if v is True] == ["pooling_mode_lasttoken"]
+    assert json.loads((out / "1_Pooling" / "sgpt_pooling.json").read_text()) == {"pooling": "lasttoken_legacy"}
+
+    back = sgpt.load(out)
+    assert back.pooling == "lasttoken_legacy"
+    np.testing.assert_array_equal(back.encode(texts, batch_size=8), ref)
+    fixed = sgpt.load(out, pooling="lasttoken")
+    assert fixed.pooling == "lasttoken"
+    assert np.abs(fixed.encode(texts, batch_size=8)[longest] - ref[longest]).max() > 1e-3
+    st = pytest.importorskip("sentence_transformers")
+    oracle = st.SentenceTransformer(str(out), device="cpu").encode(texts, batch_size=8)
+    assert np.abs(oracle - fixed.encode(texts, batch_size=8)).max() <= 1e-5  # ST: the corrected last token
+
+    (out / "1_Pooling" / "sgpt_pooling.json").unlink()  # a stock lasttoken folder never loads as legacy
+    assert sgpt.load(out).pooling == "lasttoken"

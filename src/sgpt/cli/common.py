@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sgpt.model.pooling import POOLING_MODES
+from sgpt.model.pooling import POOLING_CHOICES
 from sgpt.model.spec import SPECIAL_TOKEN_CHOICES, ModelSpec
 from sgpt.utils.io import Inputs
 from sgpt.utils.precision import PRECISION_METAVAR, canonical_precision
@@ -144,7 +144,7 @@ def add_spec_args(
     """The :class:`~sgpt.model.spec.ModelSpec` flags (see :func:`model_spec`)."""
     p.add_argument(
         "--pooling",
-        choices=POOLING_MODES,
+        choices=POOLING_CHOICES,
         default=None,
         help=f"pooling mode (default: a saved bi-encoder's own, else {pooling_default})",
     )

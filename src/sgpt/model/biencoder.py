@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-import numbers
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, cast, overload
@@ -23,41 +22,15 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from sgpt.data.sampling import length_sorted_batches
-from sgpt.model.backbone import max_length_of, position_limit, resolve_dtype
+from sgpt.model.backbone import resolve_dtype
 from sgpt.model.formatting import ROLES, Formatter, Role, TextFormat, add_speca_tokens
 from sgpt.model.heads import Dense
+from sgpt.model.inputs import check_document_tower, checked_max_seq_length, distinct_sequences, right_pad
+from sgpt.model.learnt_pooling import LearntMeanPooling
 from sgpt.model.pooling import check_pooling_mode, pool
 from sgpt.model.prefix import transformer_states
 
 logger = logging.getLogger("sgpt.model")
-
-
-def checked_max_seq_length(value: int | None, backbone: nn.Module, tokenizer: PreTrainedTokenizerBase) -> int:
-    """``value`` (default: the model's limit), checked: an integer, at least 1, and at most the
-    model's learned positions (``max_position_embeddings``); a longer value is cut to that limit
-    with a warning, since longer inputs would fail inside the model. The default (the
-    tokenizer's ``model_max_length``, else the positions) is cut to the positions too, silently,
-    as sentence-transformers does (``min(max_position_embeddings, model_max_length)``).
-
-    The formatting's own minimum (room for one content token) is checked by
-    :meth:`Formatter.check_length`, which :class:`BiEncoder` calls on every assignment.
-
-    Raises:
-        TypeError: ``value`` is not an integer.
-        ValueError: ``value < 1``.
-    """
-    limit = position_limit(backbone)
-    if value is None:
-        default = int(max_length_of(backbone, tokenizer))
-        return min(default, limit) if limit is not None else default
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"max_seq_length must be an integer, got {type(value).__name__} {value!r}")
-    if int(value) < 1:
-        raise ValueError(f"max_seq_length must be >= 1, got {value}")
-    if limit is not None and int(value) > limit:
-        logger.warning("max_seq_length %d is longer than the model's %d positions; using %d", value, limit, limit)
-        return limit
-    return int(value)
 
 
 class BiEncoder(nn.Module):
@@ -68,7 +41,8 @@ class BiEncoder(nn.Module):
         backbone: a Hugging Face ``AutoModel`` (no LM head) returning ``last_hidden_state``;
             for an asymmetric model, the query tower.
         tokenizer: its tokenizer; must have a pad token (see ``sgpt.model.backbone.set_pad_token``).
-        pooling: ``mean | weightedmean | lasttoken | cls | max`` (SPEC 1.3).
+        pooling: ``mean | weightedmean | lasttoken | cls | max`` (SPEC 1.3), or
+            ``lasttoken_legacy`` (SGPT's buggy last token, only to reproduce its checkpoints).
         max_seq_length: inputs are truncated to this many tokens (special tokens included);
             default: the model's limit.
         dense: dense layers, each marked ``position="before"`` or ``"after"`` pooling.
@@ -80,6 +54,8 @@ class BiEncoder(nn.Module):
             copies them, so towers made from one model start identical).
         document_backbone: the document tower of an asymmetric model (SPEC 1.8); ``None`` for a
             symmetric model. Same architecture and hidden size as ``backbone``, its own weights.
+        learnt_pooling: a learned pooling (SGPT ``--learntmean``) used instead of ``pooling``;
+            :attr:`pooling` then reads ``"learntmean"``.
         default_role: asymmetric models only: the tower that embeds texts given without a role
             (``encode(texts)``, ``embed(texts)``): ``"document"`` (default, as
             sentence-transformers' ``Router.for_query_document``), ``"query"``, or ``None`` to
@@ -104,6 +80,7 @@ class BiEncoder(nn.Module):
         text_format: TextFormat | None = None,
         document_backbone: nn.Module | None = None,
         default_role: Role | None = "document",
+        learnt_pooling: LearntMeanPooling | None = None,
     ) -> None:
         super().__init__()
         if tokenizer.pad_token_id is None:
@@ -111,12 +88,13 @@ class BiEncoder(nn.Module):
         if default_role not in (None, *ROLES):
             raise ValueError(f"BiEncoder: default_role must be None, 'query' or 'document', got {default_role!r}")
         if document_backbone is not None:
-            _check_document_tower(backbone, document_backbone)
+            check_document_tower(backbone, document_backbone)
         self.backbone = backbone
         self.document_backbone = document_backbone
         self.default_role = default_role
         self.tokenizer = tokenizer
-        self.pooling = check_pooling_mode(pooling)
+        self.learnt_pooling = learnt_pooling
+        self._pooling = check_pooling_mode(pooling)
         self.dense = nn.ModuleList(dense)
         self.normalize = normalize
         self.do_lower_case = do_lower_case
@@ -150,6 +128,30 @@ class BiEncoder(nn.Module):
         length = checked_max_seq_length(value, self.backbone, self.tokenizer)
         self.formatter.check_length(length, lower=self.do_lower_case)
         self._max_seq_length = length
+
+    # ------------------------------------------------------------------ pooling
+    @property
+    def pooling(self) -> str:
+        """The pooling mode (:data:`sgpt.model.pooling.POOLING_CHOICES`), or ``"learntmean"``
+        when :attr:`learnt_pooling` is set.
+
+        Setting a mode checks it and removes a learned pooling.
+
+        Raises:
+            ValueError: an unknown mode (``"learntmean"`` too: add it with ``sgpt.model.heads.add_heads``).
+        """
+        return "learntmean" if self.learnt_pooling is not None else self._pooling
+
+    @pooling.setter
+    def pooling(self, mode: str) -> None:
+        self._pooling = check_pooling_mode(mode)
+        self.learnt_pooling = None
+
+    def _pool(self, hidden: Tensor, attention_mask: Tensor) -> Tensor:
+        """``hidden [b, s, h]``, ``attention_mask [b, s]`` -> ``[b, h]`` by the learned or fixed pooling."""
+        if self.learnt_pooling is not None:
+            return self.learnt_pooling(hidden, attention_mask)
+        return pool(hidden, attention_mask, self._pooling)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -248,14 +250,7 @@ class BiEncoder(nn.Module):
         Right padding keeps positions 0..n-1 for every row, so a text gets the same hidden states
         alone and inside a batch of longer texts; pooling itself works for either side.
         """
-        longest = max((len(x) for x in ids), default=0)
-        pad = self.tokenizer.pad_token_id
-        input_ids = torch.full((len(ids), max(longest, 1)), pad, dtype=torch.long)
-        mask = torch.zeros((len(ids), max(longest, 1)), dtype=torch.long)
-        for row, seq in enumerate(ids):
-            input_ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
-            mask[row, : len(seq)] = 1
-        return {"input_ids": input_ids.to(self.device), "attention_mask": mask.to(self.device)}
+        return right_pad(ids, self.tokenizer.pad_token_id, self.device)
 
     # ------------------------------------------------------------------ forward
     def forward(self, input_ids: Tensor, attention_mask: Tensor, role: Role | None = None) -> Tensor:
@@ -277,7 +272,7 @@ class BiEncoder(nn.Module):
         for head in self.dense:
             if head.position == "before":
                 hidden = head(hidden)
-        emb = pool(hidden, attention_mask, self.pooling)  # [b, d]
+        emb = self._pool(hidden, attention_mask)  # [b, d]
         for head in self.dense:
             if head.position == "after":
                 emb = head(emb)
@@ -429,7 +424,7 @@ class BiEncoder(nn.Module):
         self.tower(role)
         single = isinstance(texts, str)
         ids = self.token_ids([texts] if isinstance(texts, str) else texts, role, where="encode")  # checks them
-        unique, slot = _distinct(ids)  # slot[i]: the row of unique that text i gets
+        unique, slot = distinct_sequences(ids)  # slot[i]: the row of unique that text i gets
         vectors = torch.zeros(len(unique), self.embedding_dim, dtype=torch.float32)
         batches = length_sorted_batches([len(x) for x in unique], batch_size)
         with self._inference(precision):
@@ -493,36 +488,3 @@ class BiEncoder(nn.Module):
         from sgpt.model.loader import load
 
         return load(name_or_path, **kwargs)
-
-
-def _distinct(ids: Sequence[Sequence[int]]) -> tuple[list[list[int]], list[int]]:
-    """The distinct token sequences of ``ids`` in a canonical order (longest first, then by
-    their ids), and for each input row the index of its sequence there.
-
-    The order depends only on the set of sequences, so the batches :meth:`BiEncoder.encode` cuts
-    from it, and with them every vector's float rounding, do not depend on where a text sits in
-    the input.
-    """
-    keys = sorted({tuple(x) for x in ids}, key=lambda k: (-len(k), k))
-    index = {k: i for i, k in enumerate(keys)}
-    return [list(k) for k in keys], [index[tuple(x)] for x in ids]
-
-
-def _check_document_tower(backbone: nn.Module, document: nn.Module) -> None:
-    """Refuse a document tower that cannot stand next to ``backbone`` (shared pooling and heads).
-
-    Raises:
-        ValueError: it is ``backbone`` itself (towers would be tied, and come back untied after a
-            save), or its hidden size differs.
-    """
-    if document is backbone:
-        raise ValueError(
-            "BiEncoder: document_backbone is the query backbone itself; pass a copy "
-            "(BiEncoder.make_asymmetric) or leave it None for a symmetric model"
-        )
-    sizes = [getattr(getattr(m, "config", None), "hidden_size", None) for m in (backbone, document)]
-    if sizes[0] != sizes[1]:
-        raise ValueError(
-            f"BiEncoder: the query tower has hidden size {sizes[0]} but the document tower "
-            f"{sizes[1]}; both towers feed one pooling and must match"
-        )

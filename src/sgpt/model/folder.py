@@ -9,6 +9,12 @@ Layout written by ``save_folder`` (stock sentence-transformers 2.x–6.x loads i
     config_sentence_transformers.json
     {i}_Dense/                       layers before pooling (module_input_name = token_embeddings)
     {i}_Pooling/config.json          legacy boolean keys (every sentence-transformers version reads them)
+    {i}_Pooling/sgpt_pooling.json    {"pooling": "lasttoken_legacy"} for SGPT's buggy last token only
+                                     (config.json says lasttoken: sentence-transformers uses the
+                                     corrected last token, sgpt reloads the legacy one)
+    {i}_WeightedMeanPooling/         instead of {i}_Pooling for a learned pooling (--learntmean), in
+                                     the SGPT fork's layout (sgpt.model.learnt_pooling); stock
+                                     sentence-transformers cannot load this module type
     {i}_Dense/                       layers after pooling
     {i}_Normalize/                   when the model normalises
     sgpt_format.json                 query/document formatting (specb/speca/prompts/chat template),
@@ -62,6 +68,8 @@ from safetensors.torch import save_file
 from sgpt.model.biencoder import BiEncoder
 from sgpt.model.formatting import ROLES, Role
 from sgpt.model.heads import Dense
+from sgpt.model.learnt_pooling import ST_TYPE as LEARNT_POOLING_TYPE
+from sgpt.model.learnt_pooling import WEIGHTS_FILE as LEARNT_POOLING_WEIGHTS
 from sgpt.model.pooling import POOLING_MODES
 from sgpt.utils.io import atomic_dir, write_json
 from sgpt.version import __version__
@@ -71,6 +79,8 @@ logger = logging.getLogger("sgpt.model")
 ST = "sentence_transformers.models."
 FORMAT_FILE = "sgpt_format.json"
 ROUTER_FILE = "router_config.json"
+POOLING_FILE = "sgpt_pooling.json"  # beside {i}_Pooling/config.json: the sgpt-only pooling modes
+LEGACY_LASTTOKEN = "lasttoken_legacy"
 # Router route names -> roles: sentence-transformers' for_query_document, and SGPT's --asym keys (SPEC 1.8).
 ROUTE_ROLES: dict[str, Role] = {
     "query": "query",
@@ -91,7 +101,9 @@ LEGACY_POOLING_KEYS = {
 
 
 def pooling_config(mode: str, dim: int) -> dict:
-    """The ``Pooling/config.json`` for ``mode``, with the legacy boolean keys."""
+    """The ``Pooling/config.json`` for ``mode``, with the legacy boolean keys (``lasttoken_legacy``
+    is written as ``lasttoken``: sentence-transformers has only the corrected one)."""
+    mode = "lasttoken" if mode == LEGACY_LASTTOKEN else mode
     config: dict = {"word_embedding_dimension": dim}
     config.update({key: name == mode for key, name in LEGACY_POOLING_KEYS.items()})
     return config
@@ -115,6 +127,35 @@ def pooling_mode_from_config(config: dict, where: str) -> str:
             f"{where}: pooling mode {modes[0]!r} is not supported; expected one of {', '.join(POOLING_MODES)}"
         )
     return modes[0]
+
+
+def _save_pooling(model: BiEncoder, folder: Path, dim: int) -> str:
+    """Write the pooling module into ``folder`` (``{idx}_Pooling`` or ``{idx}_WeightedMeanPooling``); return its type.
+
+    A learned pooling goes to ``{idx}_WeightedMeanPooling`` (SGPT fork's layout), the legacy last
+    token to a ``Pooling`` saying ``lasttoken`` plus ``sgpt_pooling.json``; each logs a warning
+    about what stock sentence-transformers does with it.
+    """
+    if model.learnt_pooling is not None:
+        learnt = model.learnt_pooling
+        folder.mkdir()
+        write_json(folder / "config.json", learnt.st_config())
+        weights = {"position_weights": learnt.position_weights.detach().float().cpu()}
+        torch.save(weights, folder / LEARNT_POOLING_WEIGHTS)  # the fork reads only pytorch_model.bin
+        logger.warning(
+            "learnt mean pooling is saved as SGPT's WeightedMeanPooling: stock sentence-transformers "
+            "cannot load this folder (sgpt and SGPT's fork can)"
+        )
+        return LEARNT_POOLING_TYPE
+    folder.mkdir()
+    write_json(folder / "config.json", pooling_config(model.pooling, dim))
+    if model.pooling == LEGACY_LASTTOKEN:
+        write_json(folder / POOLING_FILE, {"pooling": LEGACY_LASTTOKEN})
+        logger.warning(
+            "lasttoken_legacy pooling is saved as lasttoken: sgpt reloads the legacy (SGPT) last token, "
+            "sentence-transformers will use the corrected last token"
+        )
+    return ST + "Pooling"
 
 
 def _save_dense(head: Dense, folder: Path) -> None:
@@ -223,9 +264,8 @@ def save_folder(model: BiEncoder, path: str | Path, *, keep: Sequence[str] = (),
                 _save_dense(head, tmp / f"{idx}_Dense")
         hidden = before[-1].out_features if before else int(cast(Any, model.backbone).config.hidden_size)
         idx = len(modules)
-        modules.append({"idx": idx, "name": str(idx), "path": f"{idx}_Pooling", "type": ST + "Pooling"})
-        (tmp / f"{idx}_Pooling").mkdir()
-        write_json(tmp / f"{idx}_Pooling" / "config.json", pooling_config(model.pooling, hidden))
+        name = f"{idx}_WeightedMeanPooling" if model.learnt_pooling is not None else f"{idx}_Pooling"
+        modules.append({"idx": idx, "name": str(idx), "path": name, "type": _save_pooling(model, tmp / name, hidden)})
         for head in (h for h in heads if h.position == "after"):
             idx = len(modules)
             modules.append({"idx": idx, "name": str(idx), "path": f"{idx}_Dense", "type": ST + "Dense"})

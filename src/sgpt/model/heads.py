@@ -2,15 +2,24 @@
 
 Saved exactly like sentence-transformers' ``Dense`` module (``config.json`` + ``model.safetensors``
 with ``linear.weight``/``linear.bias``), so stock sentence-transformers loads them; a layer
-before pooling is written with ``module_input_name = "token_embeddings"``.
+before pooling is written with ``module_input_name = "token_embeddings"``. The loader also reads
+SGPT's fork layout (``key_name`` instead of ``module_input_name``, ``pytorch_model.bin``).
+
+:func:`add_heads` adds what a training run asks for (:class:`HeadSpec`): the dense layers and the
+learned pooling of :mod:`sgpt.model.learnt_pooling`.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from torch import Tensor, nn
+
+from sgpt.model.learnt_pooling import LearntMeanPooling
+
+logger = logging.getLogger("sgpt.model")
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"identity": nn.Identity, "gelu": nn.GELU, "tanh": nn.Tanh, "relu": nn.ReLU}
 _ST_NAMES = {
@@ -125,12 +134,54 @@ class HeadSpec:
         return self.addxlinear > 0 or self.learntmean
 
 
-def add_heads(model, heads: HeadSpec, *, bias: bool = True) -> None:
-    """Add the ``heads`` to a ``BiEncoder`` in place (after freezing: they always train).
+def add_heads(model: Any, heads: HeadSpec, *, bias: bool = True) -> None:
+    """Add the ``heads`` to a ``BiEncoder`` in place, after freezing: every new parameter trains.
+
+    ``heads.addxlinear`` ``Dense`` layers, each ``Linear(hidden -> hidden)`` with PyTorch's
+    default init (the last ``hidden -> outfeats`` when ``outfeats`` is set), GELU with
+    ``useact`` else identity, before pooling with ``linearthenpool`` else after it (SPEC 1.7);
+    ``learntmean`` replaces the pooling by a :class:`~sgpt.model.learnt_pooling.LearntMeanPooling`
+    over ``max_seq_length`` positions, weights 1 (SPEC 1.3). Both towers of an asymmetric model
+    share them; the model's ``embedding_dim`` follows ``outfeats``. The new modules take the
+    backbone's device and dtype.
 
     Args:
-        model: the ``BiEncoder`` (symmetric or asymmetric: heads are shared by the towers).
+        model: the ``BiEncoder`` (symmetric or asymmetric).
         heads: what to add.
         bias: give the dense layers a bias (SGPT: ``False`` under ``--freezenonbias``).
+
+    Raises:
+        ValueError: the model has heads already (dense layers or a learned pooling).
     """
-    raise NotImplementedError("add_heads: being implemented")
+    if len(model.dense) or model.learnt_pooling is not None:
+        raise ValueError(
+            f"add_heads: the model already has heads ({len(model.dense)} dense layer(s), pooling "
+            f"{model.pooling}); train it as it is, or start from a model without heads"
+        )
+    param = next(model.backbone.parameters())
+    backbone_dim = hidden = model.embedding_dim  # no heads yet: the transformer's hidden size
+    position: Literal["before", "after"] = "before" if heads.linearthenpool else "after"
+    layers = []
+    for i in range(heads.addxlinear):
+        out = heads.outfeats if (heads.outfeats and i == heads.addxlinear - 1) else hidden
+        activation = "gelu" if heads.useact else "identity"
+        layers.append(Dense(hidden, out, bias=bias, activation=activation, position=position))
+        hidden = out
+    new: list[nn.Module] = list(layers)
+    if layers:
+        model.dense = nn.ModuleList(m.to(device=param.device, dtype=param.dtype) for m in layers)
+    if heads.learntmean:
+        token_dim = hidden if position == "before" else backbone_dim  # what reaches the pooling
+        pooler = LearntMeanPooling(token_dim, model.max_seq_length).to(device=param.device, dtype=param.dtype)
+        model.learnt_pooling = pooler
+        new.append(pooler)
+    for module in new:
+        module.requires_grad_(True)
+    count = sum(p.numel() for m in new for p in m.parameters())
+    logger.info(
+        "added %d dense layer(s) %s pooling%s: %d trainable parameters",
+        len(layers),
+        position,
+        ", learnt mean pooling" if heads.learntmean else "",
+        count,
+    )

@@ -21,9 +21,17 @@ from safetensors.torch import load_file
 
 from sgpt.model.backbone import check_model_path, load_backbone
 from sgpt.model.biencoder import BiEncoder
-from sgpt.model.folder import FORMAT_FILE, ROUTE_ROLES, ROUTER_FILE, pooling_mode_from_config
+from sgpt.model.folder import (
+    FORMAT_FILE,
+    LEGACY_LASTTOKEN,
+    POOLING_FILE,
+    ROUTE_ROLES,
+    ROUTER_FILE,
+    pooling_mode_from_config,
+)
 from sgpt.model.formatting import ROLES, Role, TextFormat
 from sgpt.model.heads import Dense, activation_from_string
+from sgpt.model.learnt_pooling import WEIGHTS_FILE, LearntMeanPooling
 from sgpt.model.pooling import check_pooling_mode
 from sgpt.model.spec import ModelSpec
 from sgpt.utils.io import read_json
@@ -31,10 +39,39 @@ from sgpt.utils.io import read_json
 logger = logging.getLogger("sgpt.model")
 
 
+# where a Dense reads from: sentence-transformers' module_input_name, SGPT fork's key_name (SPEC 1.7)
+_DENSE_INPUTS: dict[str, Literal["before", "after"]] = {"token_embeddings": "before", "sentence_embedding": "after"}
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    """A module's weights: ``model.safetensors``, else ``pytorch_model.bin`` (tensors only)."""
+    file = folder / "model.safetensors"
+    if file.exists():
+        return load_file(str(file))
+    return torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+
+
 def _load_dense(folder: Path, position: Literal["before", "after"]) -> Dense:
+    """A ``Dense`` module folder: sentence-transformers' layout or SGPT fork's (``key_name``).
+
+    ``module_input_name`` / ``key_name`` (``token_embeddings`` = before pooling,
+    ``sentence_embedding`` = after) decide the position when present; ``position`` (from the
+    module order) otherwise.
+
+    Raises:
+        ValueError: ``use_residual``, or an input other than those two, naming the config file.
+    """
     config = read_json(folder / "config.json")
     if config.get("use_residual"):
         raise ValueError(f"{folder}/config.json: Dense use_residual=true is not supported")
+    source = config.get("module_input_name", config.get("key_name"))
+    if source is not None:
+        if source not in _DENSE_INPUTS:
+            raise ValueError(
+                f"{folder}/config.json: Dense input {source!r} is not supported; "
+                f"expected one of {', '.join(_DENSE_INPUTS)}"
+            )
+        position = _DENSE_INPUTS[source]
     head = Dense(
         int(config["in_features"]),
         int(config["out_features"]),
@@ -42,16 +79,36 @@ def _load_dense(folder: Path, position: Literal["before", "after"]) -> Dense:
         activation=activation_from_string(config.get("activation_function", "identity")),
         position=position,
     )
-    weights = folder / "model.safetensors"
-    state = (
-        load_file(str(weights)) if weights.exists() else torch.load(folder / "pytorch_model.bin", map_location="cpu")
-    )
-    head.load_state_dict({k: v for k, v in state.items() if k.startswith("linear.")})
+    head.load_state_dict({k: v for k, v in _weights(folder).items() if k.startswith("linear.")})
     return head
 
 
+def _load_pooling(folder: Path) -> str:
+    """The mode of a ``Pooling`` folder; ``lasttoken_legacy`` only when sgpt wrote ``sgpt_pooling.json`` so.
+
+    Raises:
+        ValueError: an unsupported config, or a ``sgpt_pooling.json`` that does not fit it.
+    """
+    mode = pooling_mode_from_config(read_json(folder / "config.json"), str(folder / "config.json"))
+    if not (folder / POOLING_FILE).exists():
+        return mode
+    saved = read_json(folder / POOLING_FILE).get("pooling")
+    if saved != LEGACY_LASTTOKEN or mode != "lasttoken":
+        raise ValueError(
+            f"{folder / POOLING_FILE}: pooling {saved!r} does not fit config.json's {mode!r} "
+            f"(only {LEGACY_LASTTOKEN!r} over lasttoken is written there)"
+        )
+    logger.info(
+        "%s: %s pooling (SGPT's last token, first token for unpadded rows); "
+        "sentence-transformers uses the corrected last token for this folder",
+        folder,
+        LEGACY_LASTTOKEN,
+    )
+    return LEGACY_LASTTOKEN
+
+
 def _module_kind(module_type: str, where: str) -> str:
-    """``Transformer | Router | Pooling | Dense | Normalize`` from a saved module type
+    """``Transformer | Router | Pooling | WeightedMeanPooling | Dense | Normalize`` from a saved module type
     (``Asym``, the Router's old name, reads as ``Router``).
 
     Raises:
@@ -59,10 +116,10 @@ def _module_kind(module_type: str, where: str) -> str:
     """
     kind = str(module_type).rsplit(".", 1)[-1]
     kind = "Router" if kind == "Asym" else kind
-    if kind not in ("Transformer", "Router", "Pooling", "Dense", "Normalize"):
+    if kind not in ("Transformer", "Router", "Pooling", "WeightedMeanPooling", "Dense", "Normalize"):
         raise ValueError(
             f"{where}: module type {module_type!r} is not supported "
-            "(expected Transformer, Router/Asym, Pooling, Dense or Normalize)"
+            "(expected Transformer, Router/Asym, Pooling, WeightedMeanPooling, Dense or Normalize)"
         )
     return kind
 
@@ -285,13 +342,18 @@ def _load_saved(root: Path, spec: ModelSpec) -> BiEncoder:
         _warn_if_configs_differ(query_folder, document_folder)
     st_config = query_folder / "sentence_bert_config.json"
     saved = read_json(st_config) if st_config.exists() else {}
-    saved_pooling, dense, normalize = _read_modules(rest)
+    saved_pooling, dense, normalize, learnt = _read_modules(rest)
+    dtype = next(backbone.parameters()).dtype  # heads compute in the backbone's dtype (bf16 loads too)
+    dense = [h.to(dtype) for h in dense]
+    learnt = learnt.to(dtype) if learnt is not None else None
     if spec.pooling and saved_pooling and spec.pooling != saved_pooling:
         logger.warning("%s was saved with %s pooling; using %s as asked", root, saved_pooling, spec.pooling)
+    if spec.pooling:
+        learnt = None  # a pooling asked for replaces a learned one
     return BiEncoder(
         backbone,
         tokenizer,
-        pooling=spec.pooling or saved_pooling or "mean",
+        pooling=spec.pooling or (saved_pooling if learnt is None else None) or "mean",
         max_seq_length=spec.max_seq_length if spec.max_seq_length is not None else saved.get("max_seq_length"),
         dense=dense,
         normalize=normalize,
@@ -299,21 +361,31 @@ def _load_saved(root: Path, spec: ModelSpec) -> BiEncoder:
         text_format=_text_format(saved_format(root, saved), spec),
         document_backbone=document,
         default_role=default_role,
+        learnt_pooling=learnt,
     )
 
 
-def _read_modules(modules: Sequence[tuple[Path, str]]) -> tuple[str | None, list[Dense], bool]:
-    """``(pooling mode, dense heads, normalize)`` of the modules after the transformer; a Dense
-    before the Pooling module runs on token embeddings, after it on the pooled vector."""
-    pooling, dense, normalize = None, [], False
+def _read_modules(
+    modules: Sequence[tuple[Path, str]],
+) -> tuple[str | None, list[Dense], bool, LearntMeanPooling | None]:
+    """``(pooling mode, dense heads, normalize, learned pooling)`` of the modules after the
+    transformer (the mode is ``"learntmean"`` for a ``WeightedMeanPooling``). A Dense runs where
+    its ``module_input_name``/``key_name`` says; without one, before the pooling module on token
+    embeddings, after it on the pooled vector."""
+    pooling: str | None = None
+    dense, normalize, learnt = [], False, None
     for folder, kind in modules:
         if kind == "Pooling":
-            pooling = pooling_mode_from_config(read_json(folder / "config.json"), str(folder / "config.json"))
+            pooling = _load_pooling(folder)
+        elif kind == "WeightedMeanPooling":
+            where = str(folder / "config.json")
+            learnt = LearntMeanPooling.from_config(read_json(folder / "config.json"), _weights(folder), where)
+            pooling = "learntmean"
         elif kind == "Dense":
             dense.append(_load_dense(folder, "after" if pooling else "before"))
         elif kind == "Normalize":
             normalize = True
-    return pooling, dense, normalize
+    return pooling, dense, normalize, learnt
 
 
 def _warn_if_configs_differ(query: Path, document: Path) -> None:

@@ -3,8 +3,10 @@
 Pure functions over hidden states and an attention mask; this module imports only torch.
 
 Notation: ``b`` batch size, ``s`` padded sequence length, ``d`` hidden size.
-Every function accepts either padding side (or no padding at all) and gives the same
-result for a row whatever the padding side and whatever else is in the batch.
+Every function of :data:`POOLING_MODES` accepts either padding side (or no padding at all) and
+gives the same result for a row whatever the padding side and whatever else is in the batch;
+``lasttoken_legacy`` (:func:`lasttoken_legacy_pooling`) reproduces SGPT's buggy last token and
+does neither.
 """
 
 from __future__ import annotations
@@ -16,16 +18,20 @@ from torch import Tensor
 
 PoolingMode = Literal["mean", "weightedmean", "lasttoken", "cls", "max"]
 POOLING_MODES: tuple[str, ...] = get_args(PoolingMode)
+# Reproduction only (SPEC 5 row 1): chosen by name, never by a default or by reading a stock folder.
+LegacyPoolingMode = Literal["lasttoken_legacy"]
+LEGACY_POOLING_MODES: tuple[str, ...] = get_args(LegacyPoolingMode)
+POOLING_CHOICES: tuple[str, ...] = POOLING_MODES + LEGACY_POOLING_MODES  # what --pooling / ModelSpec accept
 
 
 def check_pooling_mode(mode: str) -> str:
-    """Return ``mode`` if it is a supported pooling mode.
+    """Return ``mode`` if it is a supported pooling mode (one of :data:`POOLING_CHOICES`).
 
     Raises:
-        ValueError: ``mode`` is not one of ``mean, weightedmean, lasttoken, cls, max``.
+        ValueError: ``mode`` is not one of ``mean, weightedmean, lasttoken, cls, max, lasttoken_legacy``.
     """
-    if mode not in POOLING_MODES:
-        raise ValueError(f"pooling: unknown mode {mode!r}; expected one of {', '.join(POOLING_MODES)}")
+    if mode not in POOLING_CHOICES:
+        raise ValueError(f"pooling: unknown mode {mode!r}; expected one of {', '.join(POOLING_CHOICES)}")
     return mode
 
 
@@ -99,6 +105,30 @@ def lasttoken_pooling(hidden: Tensor, mask: Tensor) -> Tensor:
     return _gather_rows(hidden, mask, _last_real_index(mask))
 
 
+def lasttoken_legacy_pooling(hidden: Tensor, mask: Tensor) -> Tensor:
+    """SGPT's fork's last-token pooling, bug included, to reproduce the ``*-lasttoken-*`` checkpoints
+    (SPEC 1.3 lasttoken, SPEC 5 row 1, SPEC 7 lasttoken check).
+
+    ``index = argmin(mask) - 1`` clamped at 0, gather, multiply by the mask at that index. Right
+    padding only gives the last real token for rows that have padding: a row without padding
+    (the longest row of a batch, every row at batch size 1) gets its *first* token (masks
+    ``(1,1,1), (1,1,0)`` -> indices ``0, 1``), and a left-padded row gets the zero vector
+    (``(0,1,1)`` -> index 0, a pad, times mask 0). Depends on padding and on the batch: use
+    ``lasttoken`` for anything but reproduction.
+
+    Args:
+        hidden: ``[b, s, d]``; mask: ``[b, s]`` in {0, 1}.
+
+    Returns:
+        ``[b, d]``.
+    """
+    m = mask.to(torch.int64)
+    index = (torch.argmin(m, dim=1) - 1).clamp(min=0)  # [b]; argmin of an all-ones row is 0 -> index 0 (the bug)
+    rows = torch.arange(hidden.shape[0], device=hidden.device)
+    picked = hidden[rows, index]  # [b, d]
+    return picked * m[rows, index].to(hidden.dtype).unsqueeze(-1)
+
+
 def cls_pooling(hidden: Tensor, mask: Tensor) -> Tensor:
     """Hidden state of the first real token (``[CLS]`` for BERT) of each row.
 
@@ -131,6 +161,7 @@ _POOLERS = {
     "lasttoken": lasttoken_pooling,
     "cls": cls_pooling,
     "max": max_pooling,
+    "lasttoken_legacy": lasttoken_legacy_pooling,
 }
 
 

@@ -21,7 +21,8 @@ class ModelSpec:
     """Loading choices on top of what a folder saved (``None`` = keep the saved value).
 
     Attributes:
-        pooling: ``mean | weightedmean | lasttoken | cls | max``.
+        pooling: ``mean | weightedmean | lasttoken | cls | max``, or ``lasttoken_legacy`` (SGPT's last-token
+            bug, only to reproduce the released ``*-lasttoken-*`` models; SPEC 1.3).
         max_seq_length: truncation length in tokens (brackets and special tokens included).
         dtype: weight dtype, ``float32`` / ``bfloat16`` (also ``fp32`` / ``bf16``).
         special_tokens: SGPT brackets ``"specb"`` / ``"speca"``, or ``"none"`` for no brackets (SPEC 1.4).
