@@ -54,6 +54,36 @@ def test_stsb_errors(tmp_path, row, field, message):
     assert (info.value.line, info.value.field) == (3, field)
 
 
+STSB_TSV = (  # sbert.net's stsbenchmark.tsv.gz (what SGPT's NLI script reads): one file, a split column
+    "split\tgenre\tdataset\tyear\tsid\tscore\tsentence1\tsentence2\n"
+    "train\tmain-captions\tMSRvid\t2012test\t0001\t5.000\tA plane is taking off.\tAn air plane is taking off.\n"
+    'dev\tmain-captions\tMSRvid\t2012test\t0005\t3.800\tA man "plays" a flute.\tA man plays the flute.\n'
+    "dev\tmain-forums\tdeft\t2014\t0010\t0.000\t It's fine.\tNo.\n"
+    "test\tmain-news\theadlines\t2015\t0003\t2.500\tA cat.\tA dog.\n"
+)
+
+
+def test_stsbenchmark_tsv_splits(tmp_path):
+    path = write(tmp_path / "stsbenchmark.tsv.gz", STSB_TSV)
+    assert read_sts(path, split="dev") == STSData(
+        ['A man "plays" a flute.', "It's fine."], ["A man plays the flute.", "No."], [0.76, 0.0], "sts-dev"
+    )
+    assert read_sts(path) == STSData(["A cat."], ["A dog."], [0.5], "sts-test")  # default split: test
+    assert read_sts(tmp_path, split="train").sentences1 == ["A plane is taking off."]  # the folder holding it
+    with pytest.raises(DataFormatError, match=r"no rows with split 'validation' \(found: dev, test, train\)"):
+        read_sts(path, split="validation")
+
+
+def test_stsbenchmark_tsv_errors(tmp_path):
+    bad = write(tmp_path / "stsbenchmark.tsv", STSB_TSV + "dev\tg\td\t2012\t9\t7.5\ta\tb\n")
+    with pytest.raises(DataFormatError, match=r"outside \[0, 5\]") as info:
+        read_sts(bad, split="dev")
+    assert (info.value.line, info.value.field) == (6, "score")
+    short = write(tmp_path / "short.tsv", STSB_TSV + "dev\tg\td\t2012\n")
+    with pytest.raises(DataFormatError, match="expected 8 tab-separated fields, got 4"):
+        read_sts(short, split="dev")
+
+
 # ------------------------------------------------------------------------------------------- STS12-16
 
 

@@ -139,12 +139,7 @@ def resolve(
 def _builder(task: str) -> Callable[[argparse.Namespace], Resolved]:
     from sgpt.cli import train, train_msmarco
 
-    builders = {"nli": train.nli_config, "retrieval": train.retrieval_config}
-    msmarco = getattr(train_msmarco, "msmarco_config", None)
-    if msmarco is not None:
-        builders["msmarco"] = msmarco
-    if task not in builders:
-        raise ValueError(f"`sgpt train {task}` cannot be run from a recipe yet")
+    builders = {"nli": train.nli_config, "retrieval": train.retrieval_config, "msmarco": train_msmarco.msmarco_config}
     return builders[task]
 
 
@@ -236,8 +231,21 @@ def dry_run_report(recipe: Recipe, run: Resolved) -> str:
     if recipe.published:
         lines.append(f"  published: {recipe.published}")
     lines += ["configuration:", yaml.safe_dump(run.as_dict(), sort_keys=False, width=110).rstrip()]
+    lines += _data_report(run)
     lines += _size_report(recipe, run)
     return "\n".join(lines)
+
+
+def _data_report(run: Resolved) -> list[str]:
+    """One line per input of the run that is not on this machine (a run would stop there)."""
+    from sgpt.recipes.common import task_inputs
+
+    missing = [
+        f"  {flag} {path}: not here (give the file or folder with {flag}; a hub name needs a network)"
+        for flag, path in task_inputs(run.model, run.task)
+        if path is not None and flag != "--model" and not Path(str(path)).exists()
+    ]
+    return ["inputs not found on this machine:", *missing] if missing else ["inputs: all found"]
 
 
 def _size_report(recipe: Recipe, run: Resolved) -> list[str]:

@@ -74,6 +74,12 @@ def run_resolved(run: Resolved) -> int:
         for key in ("before", "after"):
             for name, scores in (results.get(key) or {}).items():
                 print(f"{key}: {name} ndcg@10 = {scores['ndcg@10']:.4f}")
+    elif run.task_name == "msmarco":
+        from sgpt.recipes.train_msmarco import train_msmarco
+
+        results = train_msmarco(run.model, run.task, run.train, run.spec, run.heads)
+        for name, scores in (results.get("after") or {}).items():
+            print(f"after: {name} mrr@10 = {scores['mrr@10']:.4f} ndcg@10 = {scores['ndcg@10']:.4f}")
     else:
         raise ValueError(f"unknown training task {run.task_name!r}")
     print(f"model saved to {run.train.output}")

@@ -1,6 +1,7 @@
 """Read STS evaluation sets (STS-B, STS12-16, SICK-R) into STSData with gold scores scaled to [0, 1].
 
-Layouts are detected from file names: ``sts-<split>.csv(.gz)`` (STS-B), ``STS*.input.<subset>.txt``
+Layouts are detected from file names: ``sts-<split>.csv(.gz)`` (STS-B), ``stsbenchmark.tsv(.gz)`` (STS-B as
+sbert.net ships it: one file with a header and a ``split`` column), ``STS*.input.<subset>.txt``
 plus ``STS*.gs.<subset>.txt`` (SemEval STS12-16 year folders; STS16 uses the ``STS2016.`` prefix),
 ``SICK_<split>.txt(.gz)`` (SICK), or a parent folder of ``STS12``..``STS16`` year folders. Gold scores
 are divided by 5 (STS 0-5, SICK relatedness 1-5). Evaluation data is read strictly: any bad row raises.
@@ -29,6 +30,8 @@ logger = logging.getLogger("sgpt.data")
 _STSB = re.compile(r"^sts-(\w+)\.csv(\.gz)?$")
 _STS_INPUT = re.compile(r"^(STS\d*)\.input\.(.+)\.txt(\.gz)?$")
 _SICK = re.compile(r"^SICK_(\w+)\.txt(\.gz)?$")
+_STSB_TSV = re.compile(r"^stsbenchmark\.tsv(\.gz)?$")
+_STSB_TSV_COLUMNS = ("split", "score", "sentence1", "sentence2")  # of split, genre, dataset, year, sid, score, ...
 _YEAR = re.compile(r"^STS\d\d$", re.IGNORECASE)
 _SICK_SPLIT_ALIASES = {"test": "test_annotated"}
 _STSB_FIELDS = "genre, file, year, id, score, sentence1, sentence2"
@@ -60,11 +63,13 @@ def read_sts(path: str | Path, *, split: str = "test") -> STSData:
     """Read one STS evaluation set; a STS12-16 year folder is returned as one concatenated set.
 
     Args:
-        path: STS-B folder or ``sts-*.csv(.gz)`` file; STS12-16 year folder (e.g. ``.../STS12``) or
+        path: STS-B folder or ``sts-*.csv(.gz)`` file; sbert.net's ``stsbenchmark.tsv(.gz)`` (or a
+            file with its header) or a folder holding it; STS12-16 year folder (e.g. ``.../STS12``) or
             one ``STS*.input.<subset>.txt(.gz)`` file; SICK folder or file; or the parent folder of
             the year folders.
-        split: STS-B: train/dev/test. SICK: train/trial/test_annotated (``test`` = test_annotated).
-            Parent of year folders: the year (``STS12``). Ignored for year folders and single files.
+        split: STS-B: train/dev/test (``stsbenchmark.tsv``: the rows whose ``split`` column is it).
+            SICK: train/trial/test_annotated (``test`` = test_annotated). Parent of year folders: the
+            year (``STS12``). Ignored for year folders and other single files.
 
     Returns:
         The pairs in file order (year folders: subsets in sorted name order, name = folder name,
@@ -83,14 +88,19 @@ def read_sts(path: str | Path, *, split: str = "test") -> STSData:
         if layout == "parent":
             year = _year_folder(path, split)
             return _concat(read_sts_subsets(year), year.name)
+        if layout == "stsb-tsv":
+            return _read_stsb_tsv(next(p for p in sorted(path.iterdir()) if _STSB_TSV.match(p.name)), split)
         return _read_folder_split(path, layout, split)
     if not path.exists():
         raise FileNotFoundError(f"no such file or folder: {path}")
     if _STS_INPUT.match(path.name):
         return _read_sts_subset(path)
     header = first_nonblank_line(path)
-    if "sentence_A" in header.split("\t"):
+    columns = {name.strip() for name in header.split("\t")}
+    if "sentence_A" in columns:
         return _read_sick(path, base_name(path))
+    if set(_STSB_TSV_COLUMNS) <= columns:
+        return _read_stsb_tsv(path, split)
     return _read_stsb(path, base_name(path))
 
 
@@ -123,6 +133,8 @@ def _layout(folder: Path) -> str | None:
     names = [p.name for p in folder.iterdir()]
     if any(_STSB.match(n) for n in names):
         return "stsb"
+    if any(_STSB_TSV.match(n) for n in names):
+        return "stsb-tsv"
     if any(_STS_INPUT.match(n) for n in names):
         return "year"
     if any(_SICK.match(n) for n in names):
@@ -177,6 +189,34 @@ def _read_stsb(path: Path, name: str) -> STSData:
         s1.append(clean_text(fields[5], path, lineno, "sentence1"))
         s2.append(clean_text(fields[6], path, lineno, "sentence2"))
     return STSData(s1, s2, scores, name)
+
+
+def _read_stsb_tsv(path: Path, split: str) -> STSData:
+    """sbert.net's ``stsbenchmark.tsv(.gz)``: a header (split, genre, dataset, year, sid, score,
+    sentence1, sentence2), tab-separated, no quoting; the rows of ``split`` (train/dev/test)."""
+    lines = iter_nonblank(path)
+    header_line, header = next(lines)
+    index = split_header(header, path, header_line, _STSB_TSV_COLUMNS)
+    width = max(index.values()) + 1
+    s1: list[str] = []
+    s2: list[str] = []
+    scores: list[float] = []
+    splits: set[str] = set()
+    for lineno, line in lines:
+        fields = line.split("\t")
+        if len(fields) < width:
+            raise DataFormatError(path, lineno, None, f"expected {len(index)} tab-separated fields, got {len(fields)}")
+        row_split = fields[index["split"]].strip()
+        splits.add(row_split)
+        if row_split != split:
+            continue
+        scores.append(parse_score(fields[index["score"]], path, lineno, "score", 0.0, MAX_SCORE) / MAX_SCORE)
+        s1.append(clean_text(fields[index["sentence1"]], path, lineno, "sentence1"))
+        s2.append(clean_text(fields[index["sentence2"]], path, lineno, "sentence2"))
+    if not scores:
+        found = ", ".join(sorted(splits)) or "none"
+        raise DataFormatError(path, None, "split", f"no rows with split {split!r} (found: {found})")
+    return STSData(s1, s2, scores, f"sts-{split}")
 
 
 def _read_sick(path: Path, name: str) -> STSData:

@@ -42,11 +42,11 @@ Recipe = TypeVar("Recipe", bound=Callable[..., dict])
 
 
 def task_inputs(model_name: str, task: Any) -> list[tuple[str, Any]]:
-    """``(flag, path)`` of every input of a run: ``--model`` and each ``*_data`` / ``negatives``
+    """``(flag, path)`` of every input of a run: ``--model`` and each ``*_data`` / ``data`` / ``negatives``
     field of the task (a run never writes into them)."""
     inputs: list[tuple[str, Any]] = [("--model", model_name)]
     for f in dataclasses.fields(task):
-        if f.name.endswith("_data") or f.name == "negatives":
+        if f.name.endswith("_data") or f.name in ("data", "negatives"):
             values = getattr(task, f.name)
             for value in values if isinstance(values, (tuple, list)) else [values]:
                 inputs.append((f"--{f.name.replace('_', '-')}", value))

@@ -6,9 +6,11 @@ help text without loading the library.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["DEFAULT_BATCH_SIZE", "NLITask", "RetrievalTask"]
+__all__ = ["DEFAULT_BATCH_SIZE", "MSMARCO_TRAINING", "MSMarcoTask", "NLITask", "RetrievalTask"]
 
 
 @dataclass(frozen=True)
@@ -70,3 +72,53 @@ class RetrievalTask:
 
 
 DEFAULT_BATCH_SIZE = 32  # queries per step (the NLI recipe uses TrainConfig's 64)
+
+
+@dataclass(frozen=True)
+class MSMarcoTask:
+    """What an MS MARCO run (SGPT's ``train_bi-encoder_mnrl.py``, SPEC 2.2) reads, and how it is scored.
+
+    Attributes:
+        data: folder with ``collection.tsv``, ``queries.train.tsv``, ``msmarco-hard-negatives.jsonl.gz``
+            and ``cross-encoder-ms-marco-MiniLM-L-6-v2-scores.pkl.gz`` (plus ``queries.dev.small.tsv``
+            and ``qrels.dev.tsv`` for ``eval_dev``), or the hub data set name
+            ``sentence-transformers/msmarco-hard-negatives`` (downloaded into the Hugging Face cache).
+        ce_score_margin: a negative is kept when its cross-encoder score is at most the lowest
+            positive's minus this margin.
+        num_negs_per_system: hard negatives taken from each retrieval system.
+        negs_to_use: the systems, in order; ``None``: every system of the first line.
+        use_all_queries: also train queries left without a hard negative (they get a random passage).
+        train_dataset_max_size: read at most this many lines of the hard-negatives file.
+        eval_dev: after training, score the saved model on the dev split (MRR@10, nDCG@10).
+        dev_corpus_max_size: dev corpus = the judged passages + the first K; ``None``: all passages.
+        skip_bad_rows: skip (and count) malformed data rows instead of stopping.
+        max_seq_length: truncation length in tokens unless the model spec sets one (SGPT msmarco: 300).
+    """
+
+    data: str
+    ce_score_margin: float = 3.0
+    num_negs_per_system: int = 5
+    negs_to_use: tuple[str, ...] | None = None
+    use_all_queries: bool = False
+    train_dataset_max_size: int | None = None
+    eval_dev: bool = False
+    dev_corpus_max_size: int | None = None
+    skip_bad_rows: bool = False
+    max_seq_length: int = 300
+
+    def __post_init__(self) -> None:
+        errors = []
+        if not math.isfinite(self.ce_score_margin):
+            errors.append(f"ce_score_margin must be a finite number, got {self.ce_score_margin}")
+        for name in ("num_negs_per_system", "train_dataset_max_size", "dev_corpus_max_size", "max_seq_length"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                errors.append(f"{name} must be >= 1, got {value}")
+        if self.negs_to_use is not None and (not self.negs_to_use or not all(s.strip() for s in self.negs_to_use)):
+            errors.append(f"negs_to_use must name at least one system and no empty one, got {self.negs_to_use!r}")
+        if errors:
+            raise ValueError("invalid MS MARCO task: " + "; ".join(errors))
+
+
+MSMARCO_TRAINING: dict[str, Any] = {"batch_size": 64, "epochs": 10, "warmup_steps": 1000}
+"""SGPT's MS MARCO script's training defaults (SPEC 2.2), over ``TrainConfig``'s."""
