@@ -16,6 +16,7 @@ from sgpt.model.heads import HeadSpec
 from sgpt.model.loader import load
 from sgpt.model.spec import ModelSpec
 from sgpt.recipes.common import claims_output, model_to_train
+from sgpt.recipes.model_card import write_model_card
 from sgpt.recipes.tasks import NLITask
 from sgpt.train.config import TrainConfig
 from sgpt.train.distributed import is_main_process
@@ -98,4 +99,10 @@ def train_nli(
     after = test_eval(load(cfg.output)) if test_eval else None
     results = {"train": summary, "n_examples": len(examples), "test_before": before, "test_after": after}
     write_json(Path(cfg.output) / "eval" / "results.json", results)
+    write_model_card(
+        cfg.output, model, base_model=model_name, keep_existing=cfg.resume,
+        data={"train": task.train_data, "dev": task.dev_data, "test": test_path},
+        counts={"training examples": len(examples)},
+        scores={"dev, best step": summary["dev"], "test, before training": before, "test, after training": after},
+    )  # fmt: skip
     return results

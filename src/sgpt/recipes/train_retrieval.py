@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sgpt.data import RoundRobinExamples
-from sgpt.data.beir import load_beir
+from sgpt.data.beir import RetrievalData, load_beir
 from sgpt.data.retrieval_examples import RetrievalExample, beir_examples, read_retrieval_examples
 from sgpt.evaluation.beir import evaluate_retrieval
 from sgpt.model.biencoder import BiEncoder
@@ -20,6 +20,7 @@ from sgpt.model.heads import HeadSpec
 from sgpt.model.loader import load
 from sgpt.model.spec import ModelSpec
 from sgpt.recipes.common import claims_output, model_to_train
+from sgpt.recipes.model_card import write_model_card
 from sgpt.recipes.tasks import RetrievalTask
 from sgpt.train.config import TrainConfig
 from sgpt.train.distributed import is_main_process
@@ -112,7 +113,11 @@ def beir_evaluator(
 ):
     """``model -> metrics`` (nDCG@k, MAP, recall, MRR) on a BEIR-layout split; data read once.
     Encoding shows progress bars on the main process."""
-    data = load_beir(path, split, skip_bad_rows=skip_bad_rows)
+    return retrieval_evaluator(load_beir(path, split, skip_bad_rows=skip_bad_rows), batch_size, precision=precision)
+
+
+def retrieval_evaluator(data: RetrievalData, batch_size: int, *, precision: str | None = None):
+    """``model -> metrics`` (nDCG@k, MAP, recall, MRR@10) on ``data``, with progress bars on the main process."""
 
     def run(model: BiEncoder) -> dict:
         return evaluate_retrieval(
@@ -181,6 +186,13 @@ def train_retrieval(
     after = {name: run(trained) for name, run in tests.items()}
     results = {"train": summary, "n_queries": len(examples), "before": before, "after": after}
     write_json(out / "eval" / "results.json", results)
+    write_model_card(
+        out, model, base_model=model_name, keep_existing=cfg.resume,
+        data={"train": task.train_data, "dev": task.dev_data, "test": task.eval_data},
+        counts={"training queries": len(examples), "hard negatives per example": negatives_per_query},
+        scores={"dev, best step": summary["dev"], **{f"{n}, before training": v for n, v in (before or {}).items()},
+                **{f"{n}, after training": v for n, v in after.items()}},
+    )  # fmt: skip
     return results
 
 

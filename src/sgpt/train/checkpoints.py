@@ -1,4 +1,8 @@
-"""Epoch checkpoints of a training run: write, find, verify they belong to the run, and restore.
+"""Checkpoints of a training run: write, find, verify they belong to the run, restore, prune.
+
+The trainer saves one at the end of every epoch, at every dev evaluation, every
+``checkpoint_steps`` steps and when a stop signal arrives; it keeps the newest
+:data:`KEEP_CHECKPOINTS` intact ones and deletes the older ones it wrote (:func:`prune_checkpoints`).
 
 A checkpoint is ``<output>/checkpoints/checkpoint-<step>``: a model folder plus ``trainer_state.pt``
 (optimizer, schedule, random states, logs, the run's identity), then ``checksums.json`` (size and
@@ -11,11 +15,13 @@ Checkpoints written before checksums existed are used unverified.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import errno
 import logging
 import os
 import random
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +33,7 @@ from sgpt.train.distributed import is_main_process, world_size
 from sgpt.train.runlog import RunLog
 from sgpt.utils.checksums import damaged_files, has_checksums, write_checksums
 from sgpt.utils.diff import differences
-from sgpt.utils.io import Inputs, check_not_input, check_parent, read_json
+from sgpt.utils.io import Inputs, check_not_input, check_parent, disk_full, read_json
 from sgpt.utils.lock import output_lock
 
 logger = logging.getLogger("sgpt.train")
@@ -45,6 +51,10 @@ RUN_FILES = (
     CHECKPOINTS,
     "negatives",
 )
+MODEL_CARD = "README.md"  # written at the end of a recipe (sgpt.recipes.model_card)
+# What saving the model into a run's output carries over (a user's README.md elsewhere is no run output)
+KEPT_ON_SAVE = (*RUN_FILES, MODEL_CARD)
+KEEP_CHECKPOINTS = 2  # intact checkpoints kept on disk; older ones of the run are deleted
 
 # Settings that shape the training trajectory: a resumed run must have the same.
 RESUME_KEYS = (
@@ -172,7 +182,7 @@ def finished_summary(out: Path, identity: dict) -> dict | None:
     summary = read_json(file)
     summary = summary if isinstance(summary, dict) else {}
     if isinstance(summary.get("run"), dict):  # the identity of the run, written since checksums exist
-        differ = differences(summary["run"], identity)
+        differ = differences(_with_defaults(summary["run"]), identity)
     else:
         config = summary.get("config", {})
         differ = differences({"config": {k: config.get(k) for k in RESUME_KEYS}}, {"config": identity["config"]})
@@ -191,6 +201,17 @@ def checkpoint_size(model: BiEncoder, moments: bool = True) -> int:
 class CheckpointWriteError(OSError):
     """A checkpoint or the model could not be written (full disk, lost permissions); the message
     says what was kept."""
+
+
+def _with_defaults(identity: dict) -> dict:
+    """A saved run identity with every setting of :data:`RESUME_KEYS` it lacks (a checkpoint
+    written before the setting existed) filled in with that setting's default."""
+    config = identity.get("config")
+    if not isinstance(config, dict):
+        return identity
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    missing = {k: defaults[k] for k in RESUME_KEYS if k not in config and k in defaults}
+    return {**identity, "config": {**missing, **config}} if missing else identity
 
 
 def run_identity(cfg: TrainConfig, model: BiEncoder, n_examples: int) -> dict:
@@ -231,20 +252,60 @@ def save_checkpoint(
         model.save(folder, overwrite=True)
         tmp = folder / f".{TRAINER_STATE}.tmp"
         try:
-            torch.save(state, tmp)
+            _torch_save(state, tmp)
             os.replace(tmp, folder / TRAINER_STATE)
         finally:
             tmp.unlink(missing_ok=True)
         write_checksums(folder, _files_under(folder))
-    except OSError as e:
+    except BaseException as e:  # also a second Ctrl-C: no half checkpoint is left behind
         if not existed:
             shutil.rmtree(folder, ignore_errors=True)
+        if not isinstance(e, OSError):
+            raise
         kept = latest_checkpoint(out)
         raise CheckpointWriteError(
             f"could not write the checkpoint of step {step} to {folder} ({_reason(e)}); "
             + (f"the newest intact checkpoint is {kept} (continue with --resume)" if kept else "no checkpoint was kept")
         ) from e
     return folder
+
+
+def _torch_save(obj: object, path: Path) -> None:
+    """``torch.save``, with a failed write (full disk: torch's zip writer raises ``RuntimeError``
+    "unexpected pos ...") turned into the ``OSError`` it is.
+
+    Raises:
+        OSError: the file could not be written completely (``ENOSPC`` when the disk is full).
+    """
+    try:
+        torch.save(obj, path)
+    except RuntimeError as e:
+        if disk_full(e):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path)) from e
+        raise
+
+
+def prune_checkpoints(out: Path, intact: Sequence[Path], keep: int = KEEP_CHECKPOINTS) -> list[Path]:
+    """Delete the complete checkpoints of ``out`` older than the newest ``keep`` of ``intact``
+    (checkpoints known to be whole: written by this run, or verified when it resumed); returns
+    what was deleted.
+
+    Only folders of the checkpoint layout (``checkpoint-<step>`` holding ``trainer_state.pt``)
+    are touched, never another file in ``checkpoints/``; newer ones (a damaged one the run fell
+    back from) are left for the run to rewrite when it gets there.
+    """
+    kept = sorted({int(p.name.split("-")[-1]) for p in intact}, reverse=True)[:keep]
+    if len(kept) < keep:
+        return []
+    oldest_kept = kept[-1]
+    deleted = []
+    for folder in complete_checkpoints(out):
+        if int(folder.name.split("-")[-1]) < oldest_kept:
+            shutil.rmtree(folder, ignore_errors=True)
+            deleted.append(folder)
+    if deleted:
+        logger.info("deleted %d older checkpoint(s) (the newest %d are kept)", len(deleted), keep)
+    return deleted
 
 
 def _reason(e: OSError) -> str:
@@ -314,7 +375,7 @@ def restore_checkpoint(folder: Path, model: BiEncoder, optimizer, scheduler, log
         state = torch.load(folder / TRAINER_STATE, map_location=model.device, weights_only=False)
     except Exception as e:  # a truncated pickle raises anything from EOFError to RuntimeError
         raise DamagedCheckpoint(f"{folder / TRAINER_STATE}: cannot be read ({type(e).__name__}: {e})") from e
-    differ = differences(state.get("run", {}), run)
+    differ = differences(_with_defaults(state.get("run", {})), run)
     if differ:
         raise ValueError(
             f"{folder}: --resume needs the settings of the run that wrote this checkpoint; differs: {'; '.join(differ)}"

@@ -11,23 +11,24 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from sgpt.data.sampling import NoDuplicatesBatchSampler
+from sgpt.data.sampling import NoDuplicatesBatchSampler  # noqa: F401  (tests reach it as trainer.NoDuplicatesBatchSampler)
 from sgpt.model.biencoder import BiEncoder
 from sgpt.model.formatting import Role
+from sgpt.train.batching import rank_batches, total_steps
 from sgpt.train.checkpoints import (
     CHECKPOINTS,
-    RUN_FILES,
+    KEPT_ON_SAVE,
     CheckpointWriteError,
     DamagedCheckpoint,
     checkpoint_size,
@@ -35,6 +36,7 @@ from sgpt.train.checkpoints import (
     complete_checkpoints,
     finished_summary,
     latest_checkpoint,
+    prune_checkpoints,
     restore_checkpoint,
     run_identity,
     save_checkpoint,
@@ -51,67 +53,16 @@ from sgpt.train.distributed import (
     training_device,
     world_size,
 )
+from sgpt.train.interrupt import StopRequest, resume_command, stop_signals, stopped
 from sgpt.train.params import adamw
 from sgpt.train.runlog import RunLog
 from sgpt.train.step import SYMMETRIC, Example, StepFn, make_step
+from sgpt.train.tracking import Tracking, check_trackers, start_tracking
 from sgpt.utils.io import check_free_space, write_json
 
 logger = logging.getLogger("sgpt.train")
 
 Evaluator = Callable[[BiEncoder], dict]
-
-# ``replicate``: process r shuffles with seed + r * stride (+ epoch), distinct for any run < stride epochs.
-REPLICA_SEED_STRIDE = 100_003
-
-
-def batches_forever(sampler: NoDuplicatesBatchSampler) -> Iterator[list[int]]:
-    """Yield index batches epoch after epoch (reshuffled per epoch, deterministic by seed).
-
-    Raises:
-        ValueError: an epoch yields no batch (too many duplicate texts to fill one), which
-            would otherwise loop forever.
-    """
-    epoch = 0
-    while True:
-        sampler.set_epoch(epoch)
-        n = 0
-        for batch in sampler:
-            n += 1
-            yield batch
-        if n == 0:
-            raise ValueError(
-                f"no batch of {sampler.batch_size} examples without duplicate texts can be formed; "
-                "lower the batch size or add examples"
-            )
-        epoch += 1
-
-
-def total_steps(n_batches_per_epoch: int, cfg: TrainConfig) -> int:
-    """Optimizer steps of the run: ``max_steps``, else ``epochs * floor(batches / grad_accum)``.
-
-    Raises:
-        ValueError: the data holds fewer examples than one batch.
-    """
-    if n_batches_per_epoch < 1:
-        raise ValueError(f"not enough training examples for one batch of {cfg.batch_size}")
-    return cfg.max_steps or max(1, cfg.epochs * (n_batches_per_epoch // cfg.grad_accum))
-
-
-def rank_batches(examples: Sequence[Example], cfg: TrainConfig) -> tuple[int, Iterator[list[int]]]:
-    """(batches per epoch, endless stream of this process's index batches) for ``cfg.data_parallel``.
-
-    ``shard``: every process draws the same global batches of ``processes * batch_size``
-    examples (duplicate-free across the whole global batch) and takes its own slice.
-    ``replicate``: every process walks the whole data set with its own shuffle (SPEC 1.12).
-    One process: both are the plain sampler.
-    """
-    world, me, b = world_size(), rank(), cfg.batch_size
-    if cfg.data_parallel == "shard":
-        sampler = NoDuplicatesBatchSampler(examples, b * world, seed=cfg.seed, drop_last=True)
-        return len(sampler), (batch[me * b : (me + 1) * b] for batch in batches_forever(sampler))
-    # The sampler shuffles with seed + epoch: space the processes' seeds so no epochs coincide.
-    sampler = NoDuplicatesBatchSampler(examples, b, seed=cfg.seed + REPLICA_SEED_STRIDE * me, drop_last=True)
-    return len(sampler), batches_forever(sampler)
 
 
 def fit(
@@ -143,18 +94,27 @@ def fit(
 
     ``examples`` may change from epoch to epoch (``sgpt.data.RoundRobinExamples``): the sampler
     calls its ``set_epoch`` before each epoch. With ``cfg.checkpoint_every_epoch`` a checkpoint
-    is written at the end of every epoch; with ``cfg.resume`` the run continues from the newest
-    one with the same optimizer, schedule, random states, batches and logs.
+    is written at the end of every epoch, at every dev evaluation and every ``cfg.checkpoint_steps``
+    steps (the newest two are kept); with ``cfg.resume`` the run continues from the newest intact
+    one with the same optimizer, schedule, random states, batches, best model and logs.
+
+    SIGTERM or SIGINT during the run (handlers installed for the call only, see
+    ``sgpt.train.interrupt``) stops it after the current step, on every process together: the
+    main process saves a checkpoint and prints the command that resumes it.
 
     Returns:
         Summary dict: ``steps``, ``seconds``, ``final_loss`` (of the global batch), ``best_step``,
         ``best_score``, ``dev`` (last scores).
 
     Raises:
-        ValueError: fewer examples than one batch, or nothing trainable.
+        ValueError: fewer examples than one batch, nothing trainable, or a tracker that is not installed.
+        TrainingTerminated: SIGTERM stopped the run (a ``SystemExit`` with status 143).
+        TrainingInterrupted: SIGINT stopped the run (a ``KeyboardInterrupt``).
     """
-    with process_group(), claimed_output(Path(cfg.output), cfg.resume, cfg.overwrite):
-        return _train(model, examples, cfg, evaluator, roles)  # the group is destroyed also on error
+    check_trackers(cfg.log_with)
+    # handlers for the call only; a signal while setting up is acted on after the first step
+    with process_group(), claimed_output(Path(cfg.output), cfg.resume, cfg.overwrite), stop_signals() as stop:
+        return _train(model, examples, cfg, evaluator, roles, stop)  # the group is destroyed also on error
 
 
 @dataclass
@@ -169,8 +129,10 @@ class _Run:
     evaluator: Evaluator | None
     identity: dict
     log: RunLog
-    tracker: Accelerator | None = None
+    tracker: Tracking = field(default_factory=Tracking)
     best: dict = field(default_factory=lambda: {"step": None, "score": -math.inf, "scores": {}})
+    intact: list[Path] = field(default_factory=list)  # checkpoints known whole: written or verified by this run
+    stop: StopRequest = field(default_factory=StopRequest)
 
     @property
     def out(self) -> Path:
@@ -182,13 +144,12 @@ class _Run:
         scores = self.evaluator(self.model)
         self.model.train()
         self.log.eval.append({"step": step, **scores})
-        if self.tracker is not None:
-            self.tracker.log({f"dev/{k}": v for k, v in scores.items()}, step=step)
+        self.tracker.log({f"dev/{k}": v for k, v in scores.items()}, step=step)
         score = scores[self.cfg.selection_metric]
         tqdm.write(f"step {step}: dev {self.cfg.selection_metric} = {score:.4f}")
         if score > self.best["score"]:
             with self.writing(f"the best model (step {step})", self.out):
-                self.model.save(self.out, keep=RUN_FILES, overwrite=True)
+                self.model.save(self.out, keep=KEPT_ON_SAVE, overwrite=True)
             self.best.update(step=step, score=score, scores=scores)
         with self.writing("the training logs", self.out):
             self.log.write()
@@ -212,8 +173,13 @@ class _Run:
                 f"could not write {what} to {where} ({e.strerror or e}); " + ("; ".join(parts) or "nothing was kept")
             ) from e
 
-    def checkpoint(self, step: int) -> None:
-        save_checkpoint(self.out, step, self.model, self.optimizer, self.scheduler, self.log, self.best, self.identity)
+    def checkpoint(self, step: int) -> Path:
+        """Save the checkpoint of ``step`` (main process), then delete those older than the newest two."""
+        args = (self.model, self.optimizer, self.scheduler, self.log, self.best, self.identity)
+        folder = save_checkpoint(self.out, step, *args)
+        self.intact = [p for p in self.intact if p != folder] + [folder]
+        prune_checkpoints(self.out, self.intact)
+        return folder
 
     def resume(self, batches: Iterator[list[int]]) -> int:
         """With ``cfg.resume``: restore the newest complete checkpoint and skip the batches it had
@@ -230,6 +196,7 @@ class _Run:
                     print(f"--resume: {e}; falling back to an older checkpoint", flush=True)
                 continue
             found = candidate
+            self.intact.append(candidate)  # verified just now
             break
         if found is None:
             if is_main_process():
@@ -247,7 +214,7 @@ class _Run:
         if is_main_process():
             if self.evaluator is None:
                 with self.writing("the trained model", self.out):
-                    self.model.save(self.out, keep=RUN_FILES, overwrite=True)
+                    self.model.save(self.out, keep=KEPT_ON_SAVE, overwrite=True)
             with self.writing("the training logs", self.out):
                 self.log.write()
             write_json(
@@ -257,14 +224,13 @@ class _Run:
                     "steps": steps,
                     "seconds": seconds,
                     "processes": world_size(),
+                    "device": device_name(self.model.device),
                     "final_loss": loss,
                     "best_step": self.best["step"],
                     "best_dev": self.best["scores"],
                     "run": self.identity,
                 },
             )
-        if self.tracker is not None:
-            self.tracker.end_training()
         best_score = self.best["score"] if self.best["step"] is not None else None
         return {
             "steps": steps,
@@ -276,13 +242,11 @@ class _Run:
         }
 
 
-def _tracker(cfg: TrainConfig) -> Accelerator | None:
-    """The accelerate trackers of ``cfg.log_with`` on the main process (W&B, TensorBoard), or ``None``."""
-    if not cfg.log_with or not is_main_process():
-        return None
-    tracker = Accelerator(log_with=list(cfg.log_with), project_dir=str(Path(cfg.output) / "runs"))
-    tracker.init_trackers(cfg.project, config=cfg.to_dict())
-    return tracker
+def device_name(device: torch.device) -> str:
+    """``cpu``, or ``cuda:0 (NVIDIA H200)``: the device of a run, for its summary and model card."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
 
 
 def _train(
@@ -291,6 +255,7 @@ def _train(
     cfg: TrainConfig,
     evaluator: Evaluator | None,
     roles: Sequence[Role | None],
+    stop: StopRequest,
 ) -> dict:
     main, device = is_main_process(), training_device()
     set_seed(cfg.seed + rank())  # each process its own dropout stream; rank 0 = the single-process run
@@ -310,7 +275,6 @@ def _train(
         evaluator,
         run_identity(cfg, model, len(examples)),
         RunLog(Path(cfg.output), cfg.selection_metric),
-        _tracker(cfg),
     )
     if cfg.resume and (done := finished_summary(run.out, run.identity)) is not None:
         if main:
@@ -331,29 +295,98 @@ def _train(
     # a resumed run's clock continues from its last logged step, so train_log.csv's seconds keep rising
     earlier = float(run.log.train[-1]["seconds"]) if run.log.train else 0.0
     last = float(run.log.train[-1]["loss"]) if run.log.train else math.nan  # a resume may run no step
-    start, loss = time.perf_counter() - earlier, last
-    bar = tqdm(desc="train", unit="step", disable=not main, initial=first - 1, total=steps)
-    for step in range(first, steps + 1):
+    start = time.perf_counter() - earlier
+    plan = _Plan(steps, eval_every if evaluator is not None else None, steps_per_epoch, cfg.checkpoint_every_epoch,
+                 cfg.checkpoint_steps)  # fmt: skip
+    run.stop, run.tracker = stop, start_tracking(cfg, model)
+    try:
+        loss = _loop(run, plan, range(first, steps + 1), start, examples, batches, step_fn, trainable)
+    finally:
+        run.tracker.finish()  # also on a stop or an error: W&B's run is closed, wandb.watch's hooks removed
+    summary = run.summary(steps, time.perf_counter() - start, last if loss is None else loss)
+    barrier()  # the saved model is complete before any process returns
+    model.eval()
+    return summary
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """When a run of ``steps`` optimizer steps evaluates (``eval_every``; ``None``: no dev set)
+    and saves checkpoints (with ``checkpoints``: epoch ends, evaluations, every ``checkpoint_steps``)."""
+
+    steps: int
+    eval_every: int | None
+    steps_per_epoch: int
+    checkpoints: bool
+    checkpoint_steps: int | None
+
+    def evaluates(self, step: int) -> bool:
+        return self.eval_every is not None and (step % self.eval_every == 0 or step == self.steps)
+
+    def saves(self, step: int) -> bool:
+        # at each evaluation too: the best model just saved and the eval log then resume together
+        periodic = self.checkpoint_steps is not None and step % self.checkpoint_steps == 0
+        ends = step % self.steps_per_epoch == 0 or step == self.steps
+        return self.checkpoints and (ends or periodic or self.evaluates(step))
+
+
+def _loop(
+    run: _Run,
+    plan: _Plan,
+    steps: range,
+    start: float,
+    examples: Sequence[Example],
+    batches: Iterator[list[int]],
+    step_fn: StepFn,
+    trainable: list,
+) -> float | None:
+    """Run ``steps`` with their evaluations and checkpoints; returns the last loss (``None``: no step).
+
+    Raises:
+        TrainingTerminated, TrainingInterrupted: a stop signal came (see :func:`_stop`).
+    """
+    cfg, main, loss = run.cfg, is_main_process(), None
+    bar = tqdm(desc="train", unit="step", disable=not main, initial=steps.start - 1, total=plan.steps)
+    for step in steps:
         lr = run.scheduler.get_last_lr()[0]  # the rate this step runs at (the schedule moves on after it)
         loss = _optimizer_step(run, step_fn, [[examples[i] for i in next(batches)] for _ in range(cfg.grad_accum)],
                                trainable)  # fmt: skip
         bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", refresh=False)
         bar.update(1)  # before any evaluation, so the bar shows the step as done while it is scored
         run.log.train.append({"step": step, "loss": loss, "lr": lr, "seconds": round(time.perf_counter() - start, 3)})
-        if run.tracker is not None:
-            run.tracker.log({"train/loss": loss, "train/lr": lr}, step=step)
+        run.tracker.log({"train/loss": loss, "train/lr": float(lr)}, step=step)
         if step % cfg.log_every == 0 and main:
             run.log.write()
-        evaluate = evaluator is not None and (step % eval_every == 0 or step == steps)
-        checkpoint = cfg.checkpoint_every_epoch and (step % steps_per_epoch == 0 or step == steps)
+        evaluate, checkpoint = plan.evaluates(step), plan.saves(step)
         if evaluate or checkpoint:
             with _off_the_clock(bar):
                 _between_steps(run, step, evaluate, checkpoint)
+        # every process asks, every step (one small all-reduce); after the last step the run just finishes
+        if step < plan.steps and (signum := run.stop.agreed(run.model.device)) is not None:
+            bar.close()
+            _stop(run, step, signum, saved=checkpoint)
     bar.close()
-    summary = run.summary(steps, time.perf_counter() - start, loss)
-    barrier()  # the saved model is complete before any process returns
-    model.eval()
-    return summary
+    return loss
+
+
+def _stop(run: _Run, step: int, signum: int, saved: bool) -> None:
+    """End a run stopped by ``signum`` after ``step``: the main process saves a checkpoint (unless
+    the step just saved one) and the logs, prints how to resume; every process raises.
+
+    Raises:
+        TrainingTerminated, TrainingInterrupted: always (see ``sgpt.train.interrupt``).
+    """
+    folder = run.out / CHECKPOINTS / f"checkpoint-{step}"
+    if is_main_process():
+        if not saved:  # also with checkpoints off: without one the run could not be resumed
+            folder = run.checkpoint(step)
+        with run.writing("the training logs", run.out):
+            run.log.write()
+    barrier()
+    error = stopped(signum, step, folder, resume_command())
+    if is_main_process():
+        print(f"sgpt: {error.message}", file=sys.stderr, flush=True)
+    raise error
 
 
 def _finished(summary: dict, metric: str) -> dict:

@@ -9,6 +9,7 @@ any long work starts.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import math
@@ -208,6 +209,8 @@ def atomic_dir(path: str | Path, keep: Sequence[str] = (), *, overwrite: bool = 
         ValueError: ``path`` is empty or ``"."``, an existing file, or (without ``overwrite``) a
             folder holding entries the new folder does not write (up to five named); raised
             before anything is replaced, with the temporary folder removed.
+        OSError: a write failed; a full disk is ``ENOSPC`` also when the writer (safetensors,
+            torch) reported it as its own exception type.
     """
     path = Path(path)
     if str(path) in ("", "."):
@@ -222,10 +225,23 @@ def atomic_dir(path: str | Path, keep: Sequence[str] = (), *, overwrite: bool = 
         _open_up(tmp)
         if not overwrite:
             _refuse_losing(path, tmp, keep)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if disk_full(e):  # a library's own error for ENOSPC (safetensors, torch's zip writer)
+            raise OSError(errno.ENOSPC, "No space left on device", str(path)) from e
         raise
     _swap_in(path, tmp, keep)
+
+
+_DISK_FULL = ("no space left on device", "os error 28", "unexpected pos")
+
+
+def disk_full(e: BaseException) -> bool:
+    """Whether ``e`` is a full disk, also when a library reports it as its own error: safetensors'
+    ``SafetensorError`` ("... os error 28") or torch.save's ``RuntimeError`` ("unexpected pos ...")."""
+    if isinstance(e, OSError):
+        return e.errno == errno.ENOSPC
+    return isinstance(e, Exception) and any(m in str(e).lower() for m in _DISK_FULL)
 
 
 def _swap_in(path: Path, tmp: Path, keep: Sequence[str]) -> None:
