@@ -24,6 +24,7 @@ import pytest
 import torch
 
 import sgpt
+from sgpt.train import batching as batching_mod
 from sgpt.train import trainer as trainer_mod
 from sgpt.train.config import TrainConfig
 
@@ -137,10 +138,10 @@ def test_two_processes_equal_one(tiny_gpt_dir, tmp_path):
 def test_shard_and_replicate_batches(monkeypatch):
     examples = [(f"a{i}", f"b{i}") for i in range(40)]
     cfg = TrainConfig(output="x", batch_size=4, seed=1)
-    monkeypatch.setattr(trainer_mod, "world_size", lambda: 2)
+    monkeypatch.setattr(batching_mod, "world_size", lambda: 2)
 
     def first_batches(mode, me, n=3):
-        monkeypatch.setattr(trainer_mod, "rank", lambda: me)
+        monkeypatch.setattr(batching_mod, "rank", lambda: me)
         per_epoch, stream = trainer_mod.rank_batches(examples, TrainConfig(**{**cfg.to_dict(), "data_parallel": mode}))
         return per_epoch, [next(stream) for _ in range(n)]
 
@@ -152,7 +153,7 @@ def test_shard_and_replicate_batches(monkeypatch):
     (m0, r0), (m1, r1) = first_batches("replicate", 0), first_batches("replicate", 1)
     assert m0 == m1 == 40 // 4  # each process walks the whole data
     assert r0 != r1 and all(len(b) == 4 for b in r0 + r1)
-    monkeypatch.setattr(trainer_mod, "world_size", lambda: 1)
+    monkeypatch.setattr(batching_mod, "world_size", lambda: 1)
     assert first_batches("shard", 0) == first_batches("replicate", 0)  # one process: the same stream
 
 
