@@ -12,6 +12,10 @@ of random 1- and 3-layer models of each architecture at two hidden sizes, interm
 head counts and lengths (fp32, CPU, transformers 5.24, torch 2.13), solved for the coefficients
 of ``a*s*h + b*s*i + c*H*s*s`` per layer and text; the peak on top of what is saved, and the
 runtime baseline, come from ``benchmarks/memory_estimate.py`` (peak RSS of real training steps).
+
+The factors assume every backbone weight trains. Under BitFit autograd keeps less (frozen
+weights need no saved inputs; measured: BERT a=7 b=1, GPT-Neo and GPT-J a=5 b=4), and under
+``--freeze`` almost nothing in the backbone: for those the activations here are an upper bound.
 """
 
 from __future__ import annotations
