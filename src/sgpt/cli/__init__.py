@@ -100,11 +100,11 @@ def _call(run: Callable[[], int | None], verbose: bool, hint: Callable[[], str |
     except (ValueError, OSError) as e:
         if verbose:
             raise
-        print(f"sgpt: error: {_error_text(e)}", file=sys.stderr)
+        print(f"sgpt: error: {error_text(e)}", file=sys.stderr)
         return 2
 
 
-def _error_text(e: BaseException) -> str:
+def error_text(e: BaseException) -> str:
     """``str(e)``, without the ``[Errno N]`` prefix of an OS error: ``PATH: Permission denied``."""
     if isinstance(e, OSError) and e.strerror and e.filename is not None:
         return f"{e.filename}: {e.strerror}"

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sgpt.data.beir import RetrievalData
+from sgpt.data.useb import CQADUPSTACK_FORUMS  # one list of the 12 forums (BEIR and USEB score the same ones)
 from sgpt.search.exact import DocumentEncoder, Results, Retriever, retrieve
 
 __all__ = ["SUBSETS", "average_over_datasets", "evaluate_retrieval", "retrieval_metrics"]
@@ -45,21 +46,6 @@ SUBSETS: dict[str, tuple[str, ...]] = {
     "subsubaverage": ("nfcorpus", "fiqa", "arguana", "scidocs", "scifact"),
 }
 """SGPT's ``--computeavg`` subsets (SPEC 3.3): Sub-Average (the 11 sets OpenAI reported) and the 5-set one."""
-
-CQADUPSTACK_FORUMS = (
-    "android",
-    "english",
-    "gaming",
-    "gis",
-    "mathematica",
-    "physics",
-    "programmers",
-    "stats",
-    "tex",
-    "unix",
-    "webmasters",
-    "wordpress",
-)
 
 
 def retrieval_metrics(

@@ -21,6 +21,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sgpt.cli import error_text
+
 logger = logging.getLogger("sgpt.legacy")
 
 OFFLINE_VARIABLES = ("SGPT_OFFLINE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
@@ -194,11 +196,5 @@ def main_guard(script: str, body: Any, argv: Sequence[str] | None) -> int:
     except (ValueError, OSError) as e:
         if os.environ.get("SGPT_LEGACY_TRACEBACK"):
             raise
-        print(f"{script}: error: {_one_line(e)}", file=sys.stderr)
+        print(f"{script}: error: {error_text(e)}", file=sys.stderr)
         return 2
-
-
-def _one_line(e: BaseException) -> str:
-    if isinstance(e, OSError) and e.strerror and e.filename is not None:
-        return f"{e.filename}: {e.strerror}"
-    return str(e)
